@@ -1,0 +1,77 @@
+"""The CA-engine contract: what every engine (local, KMS, PKCS#11, PCA, ACME…) implements.
+
+Modelled on smallstep's cas/apiv1: a small protocol, value objects in and out, and an engine
+that cannot do something says so in its capabilities instead of failing at call time.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+
+class EngineError(Exception):
+    """An engine could not complete a request."""
+
+
+class TransientEngineError(EngineError):
+    """The engine may succeed later or another engine of the route may succeed now."""
+
+
+class PermanentEngineError(EngineError):
+    """Retrying will not help (the request itself is unacceptable to this engine)."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do, reported honestly so routing and policy can rely on it."""
+
+    engine_type: str
+    signing_algorithm: str
+    subject_key_algorithms: tuple[str, ...]
+    max_validity: datetime.timedelta
+    ca_not_after: datetime.datetime
+    supports_revocation: bool
+    supports_crl_signing: bool
+
+
+@dataclass(frozen=True)
+class SigningRequest:
+    """Everything the policy decided about one certificate; the engine adds only its signature."""
+
+    serial_number: int
+    public_key: CertificatePublicKeyTypes
+    subject: x509.Name
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+    extensions: tuple[x509.Extension[x509.ExtensionType], ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A signed certificate and the chain that validates it (issuing CA first, root last)."""
+
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+
+
+@runtime_checkable
+class CAEngine(Protocol):
+    """One certificate authority reachable through one signing back end."""
+
+    @property
+    def engine_id(self) -> str: ...
+
+    def capabilities(self) -> Capabilities: ...
+
+    def issue(self, request: SigningRequest) -> IssuedCertificate: ...
+
+    def revoke(
+        self, serial_number: int, reason: x509.ReasonFlags, revoked_at: datetime.datetime
+    ) -> None: ...
+
+    def chain(self) -> tuple[x509.Certificate, ...]: ...

@@ -1,0 +1,1 @@
+"""The `certplane` command: `certplane dev` and a client for the management API."""

@@ -1,0 +1,186 @@
+"""Tenants, certificate profiles and CA registrations, loaded from one TOML file.
+
+The same file configures `certplane dev --config` and the CDK deployment, so a profile means
+the same thing on a laptop and in the account.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEFAULT_CONFIG = "defaults/certplane.toml"
+KEY_ALGORITHMS = ("P-256", "P-384", "Ed25519", "RSA")
+EXTENDED_KEY_USAGES = ("serverAuth", "clientAuth", "codeSigning", "emailProtection")
+SUBJECT_ATTRIBUTES = ("CN", "O", "OU", "C", "L", "ST", "serialNumber")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _compile_all(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        re.compile(pattern)
+    return patterns
+
+
+class SubjectRules(_Strict):
+    """Which subject attributes a CSR may carry and what its common name must look like."""
+
+    common_name_required: bool = True
+    common_name_pattern: str = r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}"
+    allowed_attributes: list[str] = Field(default_factory=lambda: ["CN"])
+
+    @field_validator("allowed_attributes")
+    @classmethod
+    def _known_attributes(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - set(SUBJECT_ATTRIBUTES)
+        if unknown:
+            raise ValueError(f"unknown subject attributes {sorted(unknown)}")
+        return value
+
+    @field_validator("common_name_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        re.compile(value)
+        return value
+
+
+class SanRules(_Strict):
+    """Which subject alternative names are allowed; an empty list forbids that name type."""
+
+    dns: list[str] = Field(default_factory=list)
+    ip_ranges: list[str] = Field(default_factory=list)
+    uri: list[str] = Field(default_factory=list)
+    email: list[str] = Field(default_factory=list)
+    max_names: int = Field(default=10, ge=0, le=100)
+    required: bool = False
+
+    _patterns = field_validator("dns", "uri", "email")(_compile_all)
+
+    @field_validator("ip_ranges")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network)
+        return value
+
+
+class Profile(_Strict):
+    """A certificate profile: what may be requested and what gets signed."""
+
+    name: str
+    description: str = ""
+    key_algorithms: list[str] = Field(default_factory=lambda: list(KEY_ALGORITHMS))
+    rsa_min_bits: int = Field(default=2048, ge=2048)
+    subject: SubjectRules = Field(default_factory=SubjectRules)
+    san: SanRules = Field(default_factory=SanRules)
+    extended_key_usages: list[str] = Field(default_factory=lambda: ["clientAuth"])
+    max_validity_days: int = Field(gt=0, le=3650)
+    default_validity_days: int = Field(gt=0, le=3650)
+    backdate_seconds: int = Field(default=300, ge=0, le=3600)
+    common_name_in_san: bool = False
+    route: list[str] = Field(min_length=1)
+
+    @field_validator("key_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - set(KEY_ALGORITHMS)
+        if unknown:
+            raise ValueError(f"unknown key algorithms {sorted(unknown)}; known: {KEY_ALGORITHMS}")
+        return value
+
+    @field_validator("extended_key_usages")
+    @classmethod
+    def _known_ekus(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - set(EXTENDED_KEY_USAGES)
+        if unknown:
+            raise ValueError(f"unknown extended key usages {sorted(unknown)}")
+        return value
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> Self:
+        if self.default_validity_days > self.max_validity_days:
+            raise ValueError("default_validity_days exceeds max_validity_days")
+        return self
+
+
+class CARegistration(_Strict):
+    """A certificate authority reachable through one CertBridge engine."""
+
+    id: str
+    engine: str
+    name: str = ""
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Tenant(_Strict):
+    """A tenant and the profiles its principals may use."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    name: str = ""
+    profiles: list[str]
+
+
+class Settings(_Strict):
+    """The whole configuration: tenants, profiles and CAs, cross-checked on load."""
+
+    tenants: list[Tenant]
+    profiles: list[Profile]
+    cas: list[CARegistration]
+    expiry_shards: int = Field(default=8, ge=1, le=256)
+    idempotency_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Self:
+        ca_ids = {ca.id for ca in self.cas}
+        profile_names = {profile.name for profile in self.profiles}
+        for profile in self.profiles:
+            missing = set(profile.route) - ca_ids
+            if missing:
+                raise ValueError(f"profile {profile.name} routes to unknown CAs {sorted(missing)}")
+        for tenant in self.tenants:
+            missing = set(tenant.profiles) - profile_names
+            if missing:
+                raise ValueError(f"tenant {tenant.id} names unknown profiles {sorted(missing)}")
+        return self
+
+    @cached_property
+    def profiles_by_name(self) -> dict[str, Profile]:
+        return {profile.name: profile for profile in self.profiles}
+
+    @cached_property
+    def tenants_by_id(self) -> dict[str, Tenant]:
+        return {tenant.id: tenant for tenant in self.tenants}
+
+    def tenant_profiles(self, tenant_id: str) -> list[Profile]:
+        tenant = self.tenants_by_id.get(tenant_id)
+        if tenant is None:
+            return []
+        return [self.profiles_by_name[name] for name in tenant.profiles]
+
+    def tenant_profile(self, tenant_id: str, profile_name: str) -> Profile | None:
+        """The profile if this tenant may use it (an unknown and a forbidden profile look alike)."""
+        tenant = self.tenants_by_id.get(tenant_id)
+        if tenant is None or profile_name not in tenant.profiles:
+            return None
+        return self.profiles_by_name.get(profile_name)
+
+    @classmethod
+    def from_toml(cls, text: str) -> Settings:
+        return cls.model_validate(tomllib.loads(text))
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Settings:
+        """Load `path`, or the packaged defaults (the `device` and `server` profiles)."""
+        if path:
+            return cls.from_toml(Path(path).read_text())
+        return cls.from_toml(resources.files("certplane").joinpath(DEFAULT_CONFIG).read_text())

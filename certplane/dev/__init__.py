@@ -1,0 +1,1 @@
+"""`certplane dev`: the whole control plane on one machine over an embedded AWS (moto)."""

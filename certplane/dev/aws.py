@@ -1,0 +1,104 @@
+"""The embedded AWS: moto in process, provisioned from the same specs as the CDK stacks."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from certplane.resources import DEV_EVENT_TAP, EVENT_BUS, TABLES, environment
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+MOTO_CONFIG = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+
+
+def dev_environment() -> dict[str, str]:
+    """What a Lambda would find in its environment, pointed at the embedded AWS."""
+    return {
+        "AWS_ACCESS_KEY_ID": "certplane-dev",
+        "AWS_SECRET_ACCESS_KEY": "certplane-dev",
+        "AWS_SESSION_TOKEN": "certplane-dev",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "certplane",
+        **environment(),
+    }
+
+
+class EmbeddedAws:
+    """Starts moto, creates tables, bus and the dev event tap; stops moto on exit."""
+
+    def __init__(self) -> None:
+        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+            os.environ.pop(name, None)
+        os.environ.update(dev_environment())
+        self._mock = mock_aws(config=MOTO_CONFIG)
+        self.tap_queue_url: str | None = None
+
+    def start(self) -> None:
+        self._mock.start()
+        self._provision()
+
+    def stop(self) -> None:
+        self._mock.stop()
+
+    @property
+    def table_names(self) -> list[str]:
+        return [os.environ[spec.env_var] for spec in TABLES]
+
+    def _provision(self) -> None:
+        dynamodb = boto3.client("dynamodb")
+        for spec in TABLES:
+            name = os.environ[spec.env_var]
+            dynamodb.create_table(**spec.create_table_kwargs(name))
+            if spec.ttl_attribute:
+                dynamodb.update_time_to_live(
+                    TableName=name,
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
+                )
+        events = boto3.client("events")
+        bus_name = os.environ[EVENT_BUS.env_var]
+        events.create_event_bus(Name=bus_name)
+        sqs = boto3.client("sqs")
+        self.tap_queue_url = sqs.create_queue(QueueName=DEV_EVENT_TAP.queue_name)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(
+            QueueUrl=self.tap_queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        events.put_rule(
+            Name=DEV_EVENT_TAP.name,
+            EventBusName=bus_name,
+            EventPattern=json.dumps(DEV_EVENT_TAP.pattern),
+        )
+        events.put_targets(
+            Rule=DEV_EVENT_TAP.name,
+            EventBusName=bus_name,
+            Targets=[{"Id": "tap", "Arn": queue_arn}],
+        )
+
+    def drain_event_tap(self) -> list[dict[str, Any]]:
+        """Take every event the tap queue holds (EventBridge envelopes, oldest first)."""
+        sqs = boto3.client("sqs")
+        drained: list[dict[str, Any]] = []
+        while True:
+            messages = sqs.receive_message(QueueUrl=self.tap_queue_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            if not messages:
+                return drained
+            for message in messages:
+                drained.append(json.loads(message["Body"]))
+            sqs.delete_message_batch(
+                QueueUrl=self.tap_queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(messages)
+                ],
+            )

@@ -1,0 +1,154 @@
+"""The event contract (DESIGN.md §4): detail-types, detail shape, schemas and publishing.
+
+Connectors depend on this module alone. A detail never carries a private key: certificate
+summaries are built from inventory fields, which hold none.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "certplane"
+SCHEMA_VERSION = "1.0"
+EVENT_BUS_ENV = "CERTPLANE_EVENT_BUS"
+EVENT_BUS_DEFAULT = "certplane"
+
+
+class DetailType(StrEnum):
+    ISSUED = "Certificate Issued"
+    RENEWED = "Certificate Renewed"
+    REVOKED = "Certificate Revoked"
+    ISSUANCE_FAILED = "Certificate Issuance Failed"
+    EXPIRING = "Certificate Expiring"
+    EXPIRED = "Certificate Expired"
+    CA_UNAVAILABLE = "CA Unavailable"
+    CRL_PUBLISHED = "CRL Published"
+
+    @property
+    def schema_name(self) -> str:
+        return self.value.lower().replace(" ", "-") + ".json"
+
+
+class CertificateView(Protocol):
+    """The inventory fields a certificate summary is made of."""
+
+    tenant: str
+    serial: str
+    status: str
+    certificate_id: str | None
+    issuer: str | None
+    subject: str
+    sans: list[str]
+    profile: str
+    ca_id: str
+    key_algorithm: str
+    not_before: datetime.datetime | None
+    not_after: datetime.datetime | None
+    sha256_fingerprint: str | None
+    device_id: str
+    owner: str | None
+    tags: Any
+
+
+def _iso(moment: datetime.datetime | None) -> str | None:
+    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def certificate_summary(record: CertificateView) -> dict[str, Any]:
+    return {
+        "certificateId": record.certificate_id,
+        "serial": record.serial,
+        "status": record.status,
+        "issuer": record.issuer,
+        "subject": record.subject,
+        "sans": list(record.sans),
+        "profile": record.profile,
+        "ca": record.ca_id,
+        "keyAlgorithm": record.key_algorithm,
+        "notBefore": _iso(record.not_before),
+        "notAfter": _iso(record.not_after),
+        "fingerprints": {"sha256": record.sha256_fingerprint, "sha1": record.certificate_id},
+        "deviceId": record.device_id,
+        "owner": record.owner,
+        "tags": dict(record.tags or {}),
+    }
+
+
+def build_detail(
+    tenant: str, actor: str, *, occurred_at: datetime.datetime | None = None, **body: Any
+) -> dict[str, Any]:
+    """The common envelope every detail shares, plus the type-specific fields in `body`."""
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "eventId": str(uuid.uuid4()),
+        "occurredAt": _iso(occurred_at or datetime.datetime.now(datetime.UTC)),
+        "tenant": tenant,
+        "actor": actor,
+        **body,
+    }
+
+
+@cache
+def _registry() -> Registry:
+    folder = resources.files("certplane").joinpath("schemas/events")
+    registry: Registry = Registry()
+    for entry in folder.iterdir():
+        if entry.name.endswith(".json"):
+            contents = json.loads(entry.read_text())
+            registry = registry.with_resource(contents["$id"], Resource.from_contents(contents))
+    return registry
+
+
+def schema_for(detail_type: DetailType | str) -> dict[str, Any]:
+    name = DetailType(detail_type).schema_name
+    text = resources.files("certplane").joinpath(f"schemas/events/{name}").read_text()
+    return json.loads(text)
+
+
+def validate_detail(detail_type: DetailType | str, detail: Mapping[str, Any]) -> None:
+    """Raise jsonschema.ValidationError when `detail` breaks its detail-type's schema."""
+    Draft202012Validator(schema_for(detail_type), registry=_registry()).validate(detail)
+
+
+class EventPublisher:
+    """Puts certplane events on the EventBridge bus, one entry per lifecycle fact."""
+
+    def __init__(self, client: Any, bus_name: str) -> None:
+        self._client = client
+        self._bus_name = bus_name
+
+    def publish(self, detail_type: DetailType, detail: Mapping[str, Any]) -> None:
+        """Put one event; a bus outage is logged, never undoes the certificate it reports."""
+        entry = {
+            "Source": SOURCE,
+            "DetailType": detail_type.value,
+            "Detail": json.dumps(detail, separators=(",", ":")),
+            "EventBusName": self._bus_name,
+            "Resources": [],
+        }
+        try:
+            response = self._client.put_events(Entries=[entry])
+        except (BotoCoreError, ClientError):
+            logger.exception("could not put %s event %s", detail_type.value, detail["eventId"])
+            return
+        if response.get("FailedEntryCount"):
+            logger.error(
+                "EventBridge refused %s event %s: %s",
+                detail_type.value,
+                detail["eventId"],
+                response.get("Entries"),
+            )

@@ -1,0 +1,193 @@
+"""The one source of truth for AWS resources: tables, bus, rules and Lambda handlers.
+
+The CDK stacks and `certplane dev` both build from these specs, so the laptop and the account
+hold the same tables (derived from the pynamodb models), the same bus and the same handlers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pynamodb.models import Model
+
+from certplane.auth.tokens import PRINCIPALS_TABLE_DEFAULT, PRINCIPALS_TABLE_ENV, ApiToken
+from certplane.events import EVENT_BUS_DEFAULT, EVENT_BUS_ENV, SOURCE
+from certplane.inventory.models import (
+    INVENTORY_TABLE_DEFAULT,
+    INVENTORY_TABLE_ENV,
+    CertificateRecord,
+)
+
+IDEMPOTENCY_TABLE_ENV = "CERTPLANE_IDEMPOTENCY_TABLE"
+CONFIG_ENV = "CERTPLANE_CONFIG"
+CA_DIR_ENV = "CERTPLANE_CA_DIR"
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    name: str
+    type: str = "S"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    partition_key: KeySpec
+    sort_key: KeySpec | None
+    projection: str
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A DynamoDB table: keys, global indexes, TTL, and the env var that carries its name."""
+
+    logical_id: str
+    default_name: str
+    env_var: str
+    partition_key: KeySpec
+    sort_key: KeySpec | None = None
+    indexes: tuple[IndexSpec, ...] = ()
+    ttl_attribute: str | None = None
+
+    def create_table_kwargs(self, name: str | None = None) -> dict[str, Any]:
+        """Arguments for boto3 `create_table` (on-demand), as `certplane dev` uses them."""
+        keys = [self.partition_key, self.sort_key] + [
+            key for index in self.indexes for key in (index.partition_key, index.sort_key)
+        ]
+        definitions = {key.name: key.type for key in keys if key is not None}
+        kwargs: dict[str, Any] = {
+            "TableName": name or self.default_name,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": n, "AttributeType": t} for n, t in definitions.items()
+            ],
+            "KeySchema": _key_schema(self.partition_key, self.sort_key),
+        }
+        if self.indexes:
+            kwargs["GlobalSecondaryIndexes"] = [
+                {
+                    "IndexName": index.name,
+                    "KeySchema": _key_schema(index.partition_key, index.sort_key),
+                    "Projection": {"ProjectionType": index.projection},
+                }
+                for index in self.indexes
+            ]
+        return kwargs
+
+
+def _key_schema(partition: KeySpec, sort: KeySpec | None) -> list[dict[str, str]]:
+    schema = [{"AttributeName": partition.name, "KeyType": "HASH"}]
+    if sort is not None:
+        schema.append({"AttributeName": sort.name, "KeyType": "RANGE"})
+    return schema
+
+
+def _keys(
+    key_schema: list[dict[str, str]], types: dict[str, str]
+) -> tuple[KeySpec, KeySpec | None]:
+    by_role = {entry["KeyType"]: entry["AttributeName"] for entry in key_schema}
+    sort = by_role.get("RANGE")
+    return (
+        KeySpec(by_role["HASH"], types[by_role["HASH"]]),
+        KeySpec(sort, types[sort]) if sort else None,
+    )
+
+
+def table_from_model(
+    logical_id: str, model: type[Model], env_var: str, default_name: str, ttl: str | None = None
+) -> TableSpec:
+    """Derive a table spec from a pynamodb model so the code and the table cannot drift."""
+    schema = model._get_schema()
+    types = {d["AttributeName"]: d["AttributeType"] for d in schema["attribute_definitions"]}
+    partition, sort = _keys(schema["key_schema"], types)
+    indexes = tuple(
+        IndexSpec(
+            index["index_name"],
+            *_keys(index["key_schema"], types),
+            index["projection"]["ProjectionType"],
+        )
+        for index in schema["global_secondary_indexes"]
+    )
+    return TableSpec(logical_id, default_name, env_var, partition, sort, indexes, ttl)
+
+
+INVENTORY = table_from_model(
+    "Inventory", CertificateRecord, INVENTORY_TABLE_ENV, INVENTORY_TABLE_DEFAULT, ttl="expire_at"
+)
+PRINCIPALS = table_from_model(
+    "Principals", ApiToken, PRINCIPALS_TABLE_ENV, PRINCIPALS_TABLE_DEFAULT
+)
+# Shape required by the Powertools idempotency utility (partition key `id`, TTL `expiration`).
+IDEMPOTENCY = TableSpec(
+    "Idempotency",
+    "certplane-idempotency",
+    IDEMPOTENCY_TABLE_ENV,
+    KeySpec("id"),
+    ttl_attribute="expiration",
+)
+TABLES = (INVENTORY, PRINCIPALS, IDEMPOTENCY)
+
+
+@dataclass(frozen=True)
+class BusSpec:
+    logical_id: str
+    default_name: str
+    env_var: str
+    source: str
+
+
+EVENT_BUS = BusSpec("EventBus", EVENT_BUS_DEFAULT, EVENT_BUS_ENV, SOURCE)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A Lambda function: its handler by name and what it may touch (least privilege)."""
+
+    logical_id: str
+    handler: str
+    description: str
+    read_write_tables: tuple[TableSpec, ...] = ()
+    read_tables: tuple[TableSpec, ...] = ()
+    puts_events: bool = False
+    environment: dict[str, str] = field(default_factory=dict)
+    path_prefixes: tuple[str, ...] = ()
+
+    @property
+    def tables(self) -> tuple[TableSpec, ...]:
+        return self.read_write_tables + self.read_tables
+
+
+MANAGEMENT_API = FunctionSpec(
+    logical_id="ManagementApi",
+    handler="lambdas.management_api.handler",
+    description="certplane management API (issue, list, get, renew, revoke)",
+    read_write_tables=(INVENTORY, IDEMPOTENCY),
+    read_tables=(PRINCIPALS,),
+    puts_events=True,
+    environment={"POWERTOOLS_SERVICE_NAME": "certplane-management-api"},
+    path_prefixes=("/v1/", "/health"),
+)
+FUNCTIONS = (MANAGEMENT_API,)
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """An EventBridge rule on the certplane bus delivering to an SQS queue."""
+
+    name: str
+    pattern: dict[str, Any]
+    queue_name: str
+
+
+# certplane dev keeps a copy of every event it puts on the bus (the "tap"), so a developer
+# can see what connectors would receive; in AWS the bus archive plays that role.
+DEV_EVENT_TAP = RuleSpec("certplane-dev-event-tap", {"source": [SOURCE]}, "certplane-dev-event-tap")
+
+
+def environment(names: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables naming every table and the bus (physical names in `names`)."""
+    names = names or {}
+    values = {spec.env_var: names.get(spec.logical_id, spec.default_name) for spec in TABLES}
+    values[EVENT_BUS.env_var] = names.get(EVENT_BUS.logical_id, EVENT_BUS.default_name)
+    return values

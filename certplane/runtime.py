@@ -1,0 +1,66 @@
+"""Wires the core from environment variables: what a Lambda cold start and `certplane dev` share.
+
+The environment names the tables, the bus, the configuration file and the CA directory
+(see `certplane.resources`), so the same code runs against AWS and against the embedded moto.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+from certbridge import CAEngine, EngineRouter
+from certbridge.engines import ENGINE_TYPES
+from certplane.auth import TokenStore
+from certplane.config import CARegistration, Settings
+from certplane.events import EventPublisher
+from certplane.inventory import Inventory
+from certplane.lifecycle import Lifecycle
+from certplane.resources import CA_DIR_ENV, CONFIG_ENV, EVENT_BUS, IDEMPOTENCY
+
+DEFAULT_CA_DIR = "/tmp/certplane/ca"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything a front door needs, built once per process."""
+
+    settings: Settings
+    lifecycle: Lifecycle
+    tokens: TokenStore
+
+
+def create_engine(registration: CARegistration, ca_dir: Path) -> CAEngine:
+    """Instantiate the engine a CA registration names, with its options from configuration."""
+    engine_type = ENGINE_TYPES.get(registration.engine)
+    if engine_type is None:
+        raise ValueError(
+            f"CA {registration.id}: unknown engine {registration.engine!r} "
+            f"(known: {sorted(ENGINE_TYPES)})"
+        )
+    options = dict(registration.options)
+    if registration.engine == "local":
+        options.setdefault("directory", ca_dir / registration.id)
+        options.setdefault("name", registration.name or None)
+    return engine_type(registration.id, **options)
+
+
+def build_runtime(environ: Mapping[str, str] = os.environ) -> Runtime:
+    settings = Settings.load(environ.get(CONFIG_ENV))
+    ca_dir = Path(environ.get(CA_DIR_ENV, DEFAULT_CA_DIR))
+    router = EngineRouter({ca.id: create_engine(ca, ca_dir) for ca in settings.cas})
+    publisher = EventPublisher(
+        boto3.client("events"), environ.get(EVENT_BUS.env_var, EVENT_BUS.default_name)
+    )
+    idempotency = DynamoDBPersistenceLayer(
+        table_name=environ.get(IDEMPOTENCY.env_var, IDEMPOTENCY.default_name)
+    )
+    lifecycle = Lifecycle(
+        settings, Inventory(settings.expiry_shards), router, publisher, idempotency
+    )
+    return Runtime(settings=settings, lifecycle=lifecycle, tokens=TokenStore())

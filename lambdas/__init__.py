@@ -1,0 +1,1 @@
+"""Thin Lambda handlers: parse the AWS event, call the core, shape the response."""
