@@ -61,7 +61,7 @@ class CertificateView(Protocol):
     sha256_fingerprint: str | None
     device_id: str
     owner: str | None
-    tags: Any
+    tag_dict: dict[str, str]
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:
@@ -84,7 +84,7 @@ def certificate_summary(record: CertificateView) -> dict[str, Any]:
         "fingerprints": {"sha256": record.sha256_fingerprint, "sha1": record.certificate_id},
         "deviceId": record.device_id,
         "owner": record.owner,
-        "tags": dict(record.tags or {}),
+        "tags": record.tag_dict,
     }
 
 

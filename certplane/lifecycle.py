@@ -122,8 +122,9 @@ class Lifecycle:
         self.router = router
         self.publisher = publisher
         self._run_once: Callable[..., dict[str, Any]] | None = None
+        self._idempotency_config: IdempotencyConfig | None = None
         if idempotency_store is not None:
-            config = IdempotencyConfig(
+            config = self._idempotency_config = IdempotencyConfig(
                 event_key_jmespath="[tenant, idempotency_key]",
                 payload_validation_jmespath="[operation, profile, csr, reference, validity_days]",
                 expires_after_seconds=settings.idempotency_ttl_seconds,
@@ -134,6 +135,11 @@ class Lifecycle:
                 persistence_store=idempotency_store,
                 config=config,
             )(self._execute)
+
+    def bind_lambda_context(self, context: Any) -> None:
+        """Let an in-progress idempotency record expire with the invocation that wrote it."""
+        if self._idempotency_config is not None:
+            self._idempotency_config.register_lambda_context(context)
 
     # -- public operations ----------------------------------------------------------------
 
@@ -314,7 +320,7 @@ class Lifecycle:
                 subject=plan.subject.rfc4514_string(),
                 sans=[describe_san(name) for name in plan.sans],
                 owner=previous.owner,
-                tags=dict(previous.tags or {}),
+                tags=previous.tag_dict,
                 renewed_from=previous.pk,
             )
         renewed = self._sign_and_record(record, profile, plan, failure_context, previous)

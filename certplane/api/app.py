@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from cryptography.hazmat.primitives import serialization
@@ -80,6 +81,7 @@ class ManagementApi:
                 "body": refusal.body,
                 "isBase64Encoded": False,
             }
+        self.runtime.lifecycle.bind_lambda_context(context)
         return self.resolver.resolve(event, context)
 
     def _gate(self, event: dict[str, Any]) -> Response | None:
@@ -135,11 +137,16 @@ def _build_resolver(runtime: Runtime) -> APIGatewayRestResolver:
         return {"status": "ok"}
 
     @app.get("/v1/openapi.json")
-    def openapi() -> Response:
+    def openapi() -> Response[str]:
         return Response(
             status_code=200,
             content_type=content_types.APPLICATION_JSON,
-            body=app.get_openapi_json_schema(title="certplane management API", version="1"),
+            body=app.get_openapi_json_schema(
+                title="certplane management API",
+                version="1",
+                security_schemes={"bearer": HTTPBearer()},
+                security=[{"bearer": []}],
+            ),
         )
 
     @app.post("/v1/certificates")

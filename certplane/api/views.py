@@ -30,7 +30,7 @@ def certificate_view(record: CertificateRecord, *, with_pem: bool = False) -> di
         "sans": list(record.sans),
         "device_id": record.device_id,
         "owner": record.owner,
-        "tags": dict(record.tags or {}),
+        "tags": record.tag_dict,
         "key_algorithm": record.key_algorithm,
         "not_before": _iso(record.not_before),
         "not_after": _iso(record.not_after),

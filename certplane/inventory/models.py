@@ -123,6 +123,12 @@ class CertificateRecord(Model):
     expire_at = NumberAttribute(null=True)
     version = VersionAttribute()
 
+    @property
+    def tag_dict(self) -> dict[str, str]:
+        """Tags as a plain dict (a loaded MapAttribute iterates like a model, not a dict)."""
+        tags = self.tags
+        return tags.as_dict() if isinstance(tags, MapAttribute) else dict(tags or {})
+
     by_certificate_id = ByCertificateId()
     by_tenant = ByTenant()
     by_device = ByDevice()

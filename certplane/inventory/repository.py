@@ -42,6 +42,11 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+def _ceil_second(moment: datetime.datetime) -> datetime.datetime:
+    floor = moment.replace(microsecond=0)
+    return floor if floor == moment else floor + datetime.timedelta(seconds=1)
+
+
 def _encode_cursor(last_key: dict[str, Any] | None) -> str | None:
     if not last_key:
         return None
@@ -174,7 +179,8 @@ class Inventory:
         self._leave_live_status(previous, CertificateStatus.SUPERSEDED)
         previous.superseded_by = record.pk
         try:
-            with TransactWrite() as transaction:
+            connection = CertificateRecord._get_connection().connection
+            with TransactWrite(connection=connection) as transaction:
                 transaction.save(
                     record, condition=CertificateRecord.status == CertificateStatus.PENDING.value
                 )
@@ -305,8 +311,9 @@ class Inventory:
         """Live certificates whose notAfter is in [start, end): O(due), one Query per day-shard."""
         if end - start > datetime.timedelta(days=MAX_EXPIRY_WINDOW_DAYS):
             raise RequestRejected("invalid_window", "the expiry window is longer than 400 days")
-        low = keys.expiry_sort_key(start, 0)
-        high = keys.expiry_sort_key(end, 0)
+        # notAfter has whole seconds: t >= start ⟺ t >= ⌈start⌉ and t < end ⟺ t < ⌈end⌉.
+        low = keys.expiry_sort_key(_ceil_second(start), 0)
+        high = keys.expiry_sort_key(_ceil_second(end), 0)
         day = start.astimezone(datetime.UTC).date()
         while day <= end.astimezone(datetime.UTC).date():
             for shard in range(self.shards):
