@@ -1,0 +1,59 @@
+"""CDK entry point: `cdk synth` / `cdk deploy` run this, and the synth tests call `build_app`.
+
+Synthesizes without AWS credentials: stacks are environment-agnostic unless an account and
+region are given (context `account`/`region`, or CDK_DEFAULT_ACCOUNT/CDK_DEFAULT_REGION).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+
+from stacks.api_stack import ManagementApiStack
+from stacks.events_stack import EventsStack
+from stacks.inventory_stack import InventoryStack
+
+ROOT = Path(__file__).resolve().parent
+
+
+def cdk_json_context() -> dict[str, Any]:
+    """The feature flags in cdk.json, so a synth outside the CDK CLI (tests) sees them too."""
+    return json.loads((ROOT / "cdk.json").read_text()).get("context", {})
+
+
+def create_app(outdir: str | None = None) -> cdk.App:
+    """An App primed with cdk.json's context; context from the CLI (`-c`) still wins.
+
+    Without an outdir the templates go where the CLI asks (CDK_OUTDIR) or to ./cdk.out, so
+    `python app.py` alone leaves them where `cdk deploy --app cdk.out` would look.
+    """
+    outdir = outdir or os.environ.get("CDK_OUTDIR") or str(ROOT / "cdk.out")
+    return cdk.App(outdir=outdir, context=cdk_json_context())
+
+
+def _environment(app: cdk.App) -> cdk.Environment:
+    return cdk.Environment(
+        account=app.node.try_get_context("account") or os.environ.get("CDK_DEFAULT_ACCOUNT"),
+        region=app.node.try_get_context("region") or os.environ.get("CDK_DEFAULT_REGION"),
+    )
+
+
+def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
+    """Add every certplane stack to `app`; stacks are wired by passing constructs."""
+    env = _environment(app)
+    inventory = InventoryStack(app, "CertplaneInventory", env=env)
+    events = EventsStack(app, "CertplaneEvents", env=env)
+    api = ManagementApiStack(
+        app, "CertplaneManagementApi", tables=inventory.tables, bus=events.bus, env=env
+    )
+    return {"inventory": inventory, "events": events, "api": api}
+
+
+if __name__ == "__main__":
+    app = create_app()
+    build_app(app)
+    app.synth()

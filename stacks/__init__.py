@@ -1,0 +1,1 @@
+"""One CloudFormation stack per layer (DESIGN.md §1); stacks compose constructs from `cdk/`."""

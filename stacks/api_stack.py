@@ -1,0 +1,72 @@
+"""The management API: the `MANAGEMENT_API` handler behind an API Gateway REST API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from cdk.handler_function import HandlerFunction
+from certplane.resources import MANAGEMENT_API
+
+
+class ManagementApiStack(Stack):
+    """Every route goes to one function (proxy integration); the handler does the routing.
+
+    Callers authenticate with bearer tokens checked in the function against the Principals
+    table, so the gateway itself has no authorizer yet.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        tables: Mapping[str, dynamodb.ITable],
+        bus: events.IEventBus,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.handler = HandlerFunction(
+            self, MANAGEMENT_API.logical_id, spec=MANAGEMENT_API, tables=tables, bus=bus
+        )
+        self.access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=logs.RetentionDays.ONE_YEAR,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.api = apigateway.LambdaRestApi(
+            self,
+            "Api",
+            handler=self.handler.function,
+            proxy=True,
+            rest_api_name=self.stack_name,
+            description=MANAGEMENT_API.description,
+            # Regional: custom domains with mutual TLS (enrollment front doors) need it.
+            endpoint_types=[apigateway.EndpointType.REGIONAL],
+            # Access logging needs the account-level API Gateway CloudWatch role; create it.
+            cloud_watch_role=True,
+            deploy_options=apigateway.StageOptions(
+                access_log_destination=apigateway.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+                tracing_enabled=True,
+                metrics_enabled=True,
+            ),
+        )
