@@ -27,7 +27,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from certbridge import EngineError, EngineRouter, SigningRequest, TransientEngineError
+from certbridge import (
+    EngineError,
+    EngineRouter,
+    PermanentEngineError,
+    SigningRequest,
+    TransientEngineError,
+)
 from certbridge.interface import IssuedCertificate
 from certplane.config import Profile, Settings
 from certplane.errors import CertplaneError, Conflict, RequestRejected, ServiceUnavailable
@@ -360,13 +366,7 @@ class Lifecycle:
                 return self.inventory.mark_issued(record, **fields)
             return self.inventory.complete_renewal(record, previous, **fields)
         except Exception as error:
-            code = (
-                error.code
-                if isinstance(error, CertplaneError)
-                else "ca_unavailable"
-                if isinstance(error, TransientEngineError)
-                else "signing_failed"
-            )
+            code = _failure_code(error)
             message = error.message if isinstance(error, CertplaneError) else str(error)
             logger.warning("issuance of %s failed at %s: %s", record.pk, stage, message)
             failed = self.inventory.mark_failed(record, code, message)
@@ -380,6 +380,8 @@ class Lifecycle:
             )
             if isinstance(error, CertplaneError):
                 raise
+            if isinstance(error, PermanentEngineError):
+                raise RequestRejected(code, f"the CA refused the request: {error}") from None
             if isinstance(error, EngineError):
                 raise ServiceUnavailable(code, f"the CA could not sign: {error}") from None
             raise
@@ -420,6 +422,16 @@ class Lifecycle:
 
     def _publish(self, detail_type: DetailType, tenant: str, actor: str, **body: Any) -> None:
         self.publisher.publish(detail_type, build_detail(tenant, actor, **body))
+
+
+def _failure_code(error: Exception) -> str:
+    if isinstance(error, CertplaneError):
+        return error.code
+    if isinstance(error, TransientEngineError):
+        return "ca_unavailable"
+    if isinstance(error, PermanentEngineError):
+        return "ca_refused"
+    return "signing_failed"
 
 
 def _fields(kind: type, payload: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,8 @@ SANs, key usage, EKUs, validity clamped to the profile and to the issuing CA.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import ipaddress
 import re
@@ -52,6 +54,16 @@ class CertificatePlan:
     key_algorithm: str
 
 
+def _maybe_base64(raw: bytes) -> bytes:
+    """DER as is; base64 of DER (whitespace allowed) decoded. DER starts with SEQUENCE (0x30)."""
+    if raw[:1] == b"\x30":
+        return raw
+    try:
+        return base64.b64decode(b"".join(raw.split()), validate=True)
+    except binascii.Error:
+        return raw
+
+
 def load_csr(data: str | bytes) -> x509.CertificateSigningRequest:
     """Parse a PEM (or base64/DER) CSR and check its proof of possession."""
     raw = data.encode() if isinstance(data, str) else data
@@ -61,7 +73,7 @@ def load_csr(data: str | bytes) -> x509.CertificateSigningRequest:
         if raw.lstrip().startswith(b"-----BEGIN"):
             csr = x509.load_pem_x509_csr(raw)
         else:
-            csr = x509.load_der_x509_csr(raw)
+            csr = x509.load_der_x509_csr(_maybe_base64(raw))
     except (ValueError, TypeError, UnsupportedAlgorithm) as error:
         raise RequestRejected("malformed_csr", f"the CSR could not be parsed: {error}") from None
     try:
@@ -174,13 +186,21 @@ def describe_san(name: x509.GeneralName) -> str:
     return f"{prefix}:{name.value}"
 
 
+def _common_name_san(value: str) -> x509.GeneralName:
+    """A common name as a SAN: an IP address literal is an iPAddress, anything else a dNSName."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(value))
+    except ValueError:
+        return x509.DNSName(value)
+
+
 def _check_sans(
     profile: Profile, subject: x509.Name, requested: list[x509.GeneralName]
 ) -> tuple[x509.GeneralName, ...]:
     names = list(dict.fromkeys(requested))
     common_names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if profile.common_name_in_san and common_names:
-        cn = x509.DNSName(str(common_names[0].value))
+        cn = _common_name_san(str(common_names[0].value))
         if cn not in names:
             names.insert(0, cn)
     for name in names:

@@ -47,6 +47,8 @@ def create_engine(registration: CARegistration, ca_dir: Path) -> CAEngine:
     if registration.engine == "local":
         options.setdefault("directory", ca_dir / registration.id)
         options.setdefault("name", registration.name or None)
+        # Each Lambda instance has its own /tmp: a CA created there would differ per instance.
+        options.setdefault("create", "AWS_LAMBDA_FUNCTION_NAME" not in os.environ)
     return engine_type(registration.id, **options)
 
 

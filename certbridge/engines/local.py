@@ -17,10 +17,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from certbridge.interface import Capabilities, IssuedCertificate, SigningRequest
+from certbridge.interface import (
+    Capabilities,
+    IssuedCertificate,
+    PermanentEngineError,
+    SigningRequest,
+)
 
 ROOT_VALIDITY = datetime.timedelta(days=20 * 365)
 ISSUING_VALIDITY = datetime.timedelta(days=10 * 365)
+CA_BACKDATE = datetime.timedelta(hours=1)  # leaves are backdated too; issuers must cover them
 SUBJECT_KEY_ALGORITHMS = ("P-256", "P-384", "Ed25519", "RSA")
 
 
@@ -94,7 +100,7 @@ def create_local_ca(directory: Path, name: str, organization: str = "certplane")
         return
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - CA_BACKDATE
     root_key = ec.generate_private_key(ec.SECP256R1())
     issuing_key = ec.generate_private_key(ec.SECP256R1())
     root_name = _ca_name(f"{name} Root CA", organization)
@@ -129,10 +135,17 @@ def create_local_ca(directory: Path, name: str, organization: str = "certplane")
 class LocalCAEngine:
     """Signs with a P-256 issuing CA whose key is a file under the engine's directory."""
 
-    def __init__(self, engine_id: str, directory: str | Path, name: str | None = None) -> None:
+    def __init__(
+        self, engine_id: str, directory: str | Path, name: str | None = None, create: bool = True
+    ) -> None:
         self._engine_id = engine_id
         self._directory = Path(directory)
-        create_local_ca(self._directory, name or f"certplane {engine_id}")
+        if create:
+            create_local_ca(self._directory, name or f"certplane {engine_id}")
+        elif not (self._directory / "issuing.pem").exists():
+            raise PermanentEngineError(
+                f"local CA {engine_id}: no CA in {self._directory} and creation is disabled"
+            )
         self._root = x509.load_pem_x509_certificate((self._directory / "root.pem").read_bytes())
         self._issuing = x509.load_pem_x509_certificate(
             (self._directory / "issuing.pem").read_bytes()
@@ -158,7 +171,7 @@ class LocalCAEngine:
             max_validity=max(not_after - now, datetime.timedelta(0)),
             ca_not_after=not_after,
             supports_revocation=True,
-            supports_crl_signing=True,
+            supports_crl_signing=False,  # CRL signing arrives with the revocation layer
         )
 
     def issue(self, request: SigningRequest) -> IssuedCertificate:

@@ -11,6 +11,11 @@ def record_key(tenant: str, serial: int) -> str:
     return f"{tenant}#{format_serial(serial)}"
 
 
+def issuer_key(ca_id: str, serial: int) -> str:
+    """The one key not led by the tenant: status requests name only the issuer and serial."""
+    return f"{ca_id}#{format_serial(serial)}"
+
+
 def write_shard(serial: int, shards: int) -> int:
     """Serials are random, so the low bits spread writes evenly over the shards."""
     return serial % shards

@@ -35,6 +35,16 @@ class ByCertificateId(GlobalSecondaryIndex["CertificateRecord"]):
     tenant = UnicodeAttribute(range_key=True)
 
 
+class ByIssuerSerial(GlobalSecondaryIndex["CertificateRecord"]):
+    """issuing CA + serial → record (OCSP and CRLs, whose requests name an issuer, no tenant)."""
+
+    class Meta:
+        index_name = "by-issuer-serial"
+        projection = KeysOnlyProjection()
+
+    issuer_key = UnicodeAttribute(hash_key=True)
+
+
 class ByTenant(GlobalSecondaryIndex["CertificateRecord"]):
     """tenant → records, newest first (paged listing with filters)."""
 
@@ -117,6 +127,7 @@ class CertificateRecord(Model):
     updated_at = UTCDateTimeAttribute()
     created_key = UnicodeAttribute()
     device_key = UnicodeAttribute()
+    issuer_key = UnicodeAttribute(null=True)
     expiry_bucket = UnicodeAttribute(null=True)
     expiry_key = UnicodeAttribute(null=True)
     status_key = UnicodeAttribute()
@@ -130,6 +141,7 @@ class CertificateRecord(Model):
         return tags.as_dict() if isinstance(tags, MapAttribute) else dict(tags or {})
 
     by_certificate_id = ByCertificateId()
+    by_issuer_serial = ByIssuerSerial()
     by_tenant = ByTenant()
     by_device = ByDevice()
     by_expiry = ByExpiry()

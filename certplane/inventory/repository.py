@@ -160,6 +160,7 @@ class Inventory:
         record.chain_pem = chain_pem
         record.updated_at = _now()
         record.status_key = self._status_key(record.tenant, ca_id, CertificateStatus.ISSUED, serial)
+        record.issuer_key = keys.issuer_key(ca_id, serial)
         shard = keys.write_shard(serial, self.shards)
         record.expiry_bucket = keys.expiry_bucket(record.tenant, keys.expiry_day(not_after), shard)
         record.expiry_key = keys.expiry_sort_key(not_after, serial)
@@ -203,6 +204,9 @@ class Inventory:
         record.status_key = self._status_key(
             record.tenant, record.ca_id, CertificateStatus.FAILED, int(record.serial, 16)
         )
+        # A failure while recording may follow _apply_issued: a FAILED record is never due.
+        record.expiry_bucket = None
+        record.expiry_key = None
         record.expire_at = int((record.updated_at + FAILED_RETENTION).timestamp())
         record.save(condition=CertificateRecord.status == CertificateStatus.PENDING.value)
         return record
@@ -246,6 +250,14 @@ class Inventory:
             certificate_id, CertificateRecord.tenant == tenant, limit=1
         ):
             return self.get(tenant, int(hit.pk.rsplit("#", 1)[1], 16))
+        return None
+
+    def get_by_issuer_serial(self, ca_id: str, serial: int) -> CertificateRecord | None:
+        """The record a status request (OCSP, CRL) names by issuing CA and serial."""
+        for hit in CertificateRecord.by_issuer_serial.query(
+            keys.issuer_key(ca_id, serial), limit=1
+        ):
+            return CertificateRecord.get(hit.pk, consistent_read=True)
         return None
 
     def find(self, tenant: str, reference: str) -> CertificateRecord:
