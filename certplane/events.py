@@ -20,6 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
+from certplane.model import iso_timestamp
+
 logger = logging.getLogger(__name__)
 
 SOURCE = "certplane"
@@ -64,10 +66,6 @@ class CertificateView(Protocol):
     tag_dict: dict[str, str]
 
 
-def _iso(moment: datetime.datetime | None) -> str | None:
-    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z") if moment else None
-
-
 def certificate_summary(record: CertificateView) -> dict[str, Any]:
     return {
         "certificateId": record.certificate_id,
@@ -79,8 +77,8 @@ def certificate_summary(record: CertificateView) -> dict[str, Any]:
         "profile": record.profile,
         "ca": record.ca_id,
         "keyAlgorithm": record.key_algorithm,
-        "notBefore": _iso(record.not_before),
-        "notAfter": _iso(record.not_after),
+        "notBefore": iso_timestamp(record.not_before),
+        "notAfter": iso_timestamp(record.not_after),
         "fingerprints": {"sha256": record.sha256_fingerprint, "sha1": record.certificate_id},
         "deviceId": record.device_id,
         "owner": record.owner,
@@ -95,7 +93,7 @@ def build_detail(
     return {
         "schemaVersion": SCHEMA_VERSION,
         "eventId": str(uuid.uuid4()),
-        "occurredAt": _iso(occurred_at or datetime.datetime.now(datetime.UTC)),
+        "occurredAt": iso_timestamp(occurred_at or datetime.datetime.now(datetime.UTC)),
         "tenant": tenant,
         "actor": actor,
         **body,

@@ -43,6 +43,7 @@ from certplane.model import (
     REVOCATION_REASONS,
     CertificateStatus,
     certificate_id,
+    iso_timestamp,
     new_serial_number,
     sha256_fingerprint,
 )
@@ -180,7 +181,7 @@ class Lifecycle:
             certificate=certificate_summary(record),
             revocation={
                 "reason": flag.value,
-                "revokedAt": revoked_at.isoformat().replace("+00:00", "Z"),
+                "revokedAt": iso_timestamp(revoked_at),
             },
         )
         return record
@@ -244,8 +245,11 @@ class Lifecycle:
             raise ServiceUnavailable("ca_unavailable", str(error)) from None
 
     def _issue(self, request: IssueRequest) -> CertificateRecord:
-        failure_context = {"profile": request.profile, "operation": "issue"}
-        failure_context["deviceId"] = request.device_id
+        failure_context = {
+            "profile": request.profile,
+            "operation": "issue",
+            "deviceId": request.device_id,
+        }
         with self._failure_events(request.tenant, request.requester, failure_context):
             profile = self._profile(request.tenant, request.profile)
             csr = load_csr(request.csr)

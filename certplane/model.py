@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import re
@@ -29,6 +30,11 @@ class CertificateStatus(StrEnum):
 REVOCATION_REASONS: dict[str, x509.ReasonFlags] = {
     flag.value: flag for flag in x509.ReasonFlags if flag is not x509.ReasonFlags.remove_from_crl
 }
+
+
+def iso_timestamp(moment: datetime.datetime | None) -> str | None:
+    """UTC ISO 8601 with a Z, the one spelling of time in events and API responses."""
+    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def new_serial_number() -> int:

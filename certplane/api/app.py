@@ -25,6 +25,7 @@ from certplane.api.views import certificate_view, profile_view
 from certplane.auth import Principal
 from certplane.errors import CertplaneError, PayloadTooLarge, Unauthorized
 from certplane.lifecycle import IssueRequest, RenewRequest
+from certplane.model import iso_timestamp
 from certplane.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ def _build_resolver(runtime: Runtime) -> APIGatewayRestResolver:
             engine = lifecycle.router.engine(registration.id)
             capabilities = asdict(engine.capabilities())
             capabilities["max_validity_days"] = capabilities.pop("max_validity").days
-            capabilities["ca_not_after"] = capabilities["ca_not_after"].isoformat()
+            capabilities["ca_not_after"] = iso_timestamp(capabilities["ca_not_after"])
             items.append(
                 {
                     "id": registration.id,

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 from certplane.config import Profile
 from certplane.inventory import CertificateRecord
 from certplane.lifecycle import effective_status
-
-
-def _iso(moment: datetime.datetime | None) -> str | None:
-    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z") if moment else None
+from certplane.model import iso_timestamp
 
 
 def _serial_of(record_key: str | None) -> str | None:
@@ -32,13 +28,13 @@ def certificate_view(record: CertificateRecord, *, with_pem: bool = False) -> di
         "owner": record.owner,
         "tags": record.tag_dict,
         "key_algorithm": record.key_algorithm,
-        "not_before": _iso(record.not_before),
-        "not_after": _iso(record.not_after),
+        "not_before": iso_timestamp(record.not_before),
+        "not_after": iso_timestamp(record.not_after),
         "sha256_fingerprint": record.sha256_fingerprint,
         "renewed_from": _serial_of(record.renewed_from),
         "superseded_by": _serial_of(record.superseded_by),
         "revocation": (
-            {"reason": record.revocation_reason, "revoked_at": _iso(record.revoked_at)}
+            {"reason": record.revocation_reason, "revoked_at": iso_timestamp(record.revoked_at)}
             if record.revocation_reason
             else None
         ),
@@ -47,7 +43,7 @@ def certificate_view(record: CertificateRecord, *, with_pem: bool = False) -> di
             if record.failure_code
             else None
         ),
-        "created_at": _iso(record.created_at),
+        "created_at": iso_timestamp(record.created_at),
         "requester": record.requester,
     }
     if with_pem:

@@ -44,6 +44,20 @@ def _fail(error: ApiError) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _call(
+    where: tuple[str | None, str | None, Path | None, Path | None],
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """One API call; a refusal becomes a one-line message and exit status 1."""
+    try:
+        return _client(*where).request(method, path, body, **params)
+    except ApiError as error:
+        raise _fail(error) from None
+
+
 def _show(view: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({k: v for k, v in view.items() if not k.endswith("_pem")}))
@@ -119,15 +133,13 @@ def cert_issue(
         "owner": owner,
         "tags": tags,
     }
-    try:
-        view = _client(url, token, home, ca_file).request(
-            "POST",
-            "/v1/certificates",
-            {k: v for k, v in body.items() if v is not None},
-            idempotency_key=idempotency_key,
-        )
-    except ApiError as error:
-        raise _fail(error) from None
+    view = _call(
+        (url, token, home, ca_file),
+        "POST",
+        "/v1/certificates",
+        {k: v for k, v in body.items() if v is not None},
+        idempotency_key=idempotency_key,
+    )
     _deliver(view, out, as_json)
 
 
@@ -201,10 +213,7 @@ def cert_show(
     as_json: AsJson = False,
 ) -> None:
     """Show one certificate."""
-    try:
-        view = _client(url, token, home, ca_file).request("GET", f"/v1/certificates/{reference}")
-    except ApiError as error:
-        raise _fail(error) from None
+    view = _call((url, token, home, ca_file), "GET", f"/v1/certificates/{reference}")
     if pem:
         typer.echo(view.get("certificate_pem") or "", nl=False)
     else:
@@ -224,12 +233,12 @@ def cert_revoke(
     as_json: AsJson = False,
 ) -> None:
     """Revoke a certificate."""
-    try:
-        view = _client(url, token, home, ca_file).request(
-            "POST", f"/v1/certificates/{reference}/revoke", {"reason": reason}
-        )
-    except ApiError as error:
-        raise _fail(error) from None
+    view = _call(
+        (url, token, home, ca_file),
+        "POST",
+        f"/v1/certificates/{reference}/revoke",
+        {"reason": reason},
+    )
     _show(view, as_json)
 
 
@@ -256,15 +265,13 @@ def cert_renew(
         body["csr"] = csr.read_text()
     if validity_days:
         body["validity_days"] = validity_days
-    try:
-        view = _client(url, token, home, ca_file).request(
-            "POST",
-            f"/v1/certificates/{reference}/renew",
-            body,
-            idempotency_key=idempotency_key,
-        )
-    except ApiError as error:
-        raise _fail(error) from None
+    view = _call(
+        (url, token, home, ca_file),
+        "POST",
+        f"/v1/certificates/{reference}/renew",
+        body,
+        idempotency_key=idempotency_key,
+    )
     _deliver(view, out, as_json)
 
 
@@ -277,10 +284,7 @@ def profiles(
     as_json: AsJson = False,
 ) -> None:
     """List the certificate profiles this tenant may use."""
-    try:
-        items = _client(url, token, home, ca_file).request("GET", "/v1/profiles")["items"]
-    except ApiError as error:
-        raise _fail(error) from None
+    items = _call((url, token, home, ca_file), "GET", "/v1/profiles")["items"]
     if as_json:
         typer.echo(json.dumps(items))
         return
