@@ -11,7 +11,7 @@ from typing import Any
 
 from pynamodb.models import Model
 
-from certplane.auth.tokens import PRINCIPALS_TABLE_DEFAULT, PRINCIPALS_TABLE_ENV, ApiToken
+from certplane.auth.credentials import PRINCIPALS_TABLE_DEFAULT, PRINCIPALS_TABLE_ENV, Credential
 from certplane.events import EVENT_BUS_DEFAULT, EVENT_BUS_ENV, SOURCE
 from certplane.inventory.models import (
     INVENTORY_TABLE_DEFAULT,
@@ -116,7 +116,7 @@ INVENTORY = table_from_model(
     "Inventory", CertificateRecord, INVENTORY_TABLE_ENV, INVENTORY_TABLE_DEFAULT, ttl="expire_at"
 )
 PRINCIPALS = table_from_model(
-    "Principals", ApiToken, PRINCIPALS_TABLE_ENV, PRINCIPALS_TABLE_DEFAULT
+    "Principals", Credential, PRINCIPALS_TABLE_ENV, PRINCIPALS_TABLE_DEFAULT, ttl="expire_at"
 )
 # Shape required by the Powertools idempotency utility (partition key `id`, TTL `expiration`).
 IDEMPOTENCY = TableSpec(

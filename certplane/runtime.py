@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from certbridge import CAEngine, EngineRouter
 from certbridge.engines import ENGINE_TYPES
-from certplane.auth import TokenStore
+from certplane.auth import CredentialStore
 from certplane.config import CARegistration, Settings
 from certplane.events import EventPublisher
 from certplane.inventory import Inventory
@@ -32,7 +32,7 @@ class Runtime:
 
     settings: Settings
     lifecycle: Lifecycle
-    tokens: TokenStore
+    credentials: CredentialStore
 
 
 def create_engine(registration: CARegistration, ca_dir: Path) -> CAEngine:
@@ -65,4 +65,4 @@ def build_runtime(environ: Mapping[str, str] = os.environ) -> Runtime:
     lifecycle = Lifecycle(
         settings, Inventory(settings.expiry_shards), router, publisher, idempotency
     )
-    return Runtime(settings=settings, lifecycle=lifecycle, tokens=TokenStore())
+    return Runtime(settings=settings, lifecycle=lifecycle, credentials=CredentialStore())

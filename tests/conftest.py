@@ -23,7 +23,7 @@ from moto import mock_aws
 
 from certbridge import CAEngine, EngineRouter
 from certbridge.engines.local import LocalCAEngine
-from certplane.auth.tokens import ApiToken
+from certplane.auth.credentials import Credential
 from certplane.config import Settings
 from certplane.events import SOURCE, EventPublisher, validate_detail
 from certplane.inventory import CertificateRecord, Inventory
@@ -31,7 +31,7 @@ from certplane.lifecycle import Lifecycle
 from certplane.resources import DEV_EVENT_TAP, EVENT_BUS, IDEMPOTENCY, TABLES
 
 REGION = "us-east-1"
-PYNAMODB_MODELS = (CertificateRecord, ApiToken)
+PYNAMODB_MODELS = (CertificateRecord, Credential)
 # pynamodb caches a TableConnection (and its botocore client) per model class. A client made
 # under one mock_aws keeps working under the next (moto hooks every botocore client and resets
 # its backends on start), so resetting is not needed for isolation; it would only cost ~50 ms a

@@ -94,7 +94,7 @@ class ManagementApi:
             if event.get("path") in PUBLIC_PATHS:
                 return None
             token = _bearer_token(event)
-            principal = self.runtime.tokens.authenticate(token) if token else None
+            principal = self.runtime.credentials.authenticate_token(token) if token else None
             if principal is None:
                 raise Unauthorized("unauthorized", "a valid bearer token is required")
         except CertplaneError as error:

@@ -1,5 +1,5 @@
 """Who may ask for what: principals and their credentials, always bound to one tenant."""
 
-from certplane.auth.tokens import ApiToken, Principal, TokenStore
+from certplane.auth.credentials import Credential, CredentialKind, CredentialStore, Principal
 
-__all__ = ["ApiToken", "Principal", "TokenStore"]
+__all__ = ["Credential", "CredentialKind", "CredentialStore", "Principal"]

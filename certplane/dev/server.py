@@ -125,10 +125,10 @@ class DevServer:
         tenant = self.runtime.settings.tenants[0].id
         if self.home.admin_token.exists():
             token = self.home.admin_token.read_text().strip()
-            if self.runtime.tokens.authenticate(token) is None:
-                self.runtime.tokens.register(token, tenant, "admin", ("admin",))
+            if self.runtime.credentials.authenticate_token(token) is None:
+                self.runtime.credentials.register_token(token, tenant, "admin")
             return token
-        token = self.runtime.tokens.create(tenant, "admin")
+        token = self.runtime.credentials.create_token(tenant, "admin")
         write_secret(self.home.admin_token, token + "\n")
         return token
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certbridge.engines.local import LocalCAEngine
 from certplane.api import ManagementApi
-from certplane.auth import TokenStore
+from certplane.auth import CredentialStore
 from certplane.config import Settings
 from certplane.dev.front import proxy_event
 from certplane.dev.lambda_host import DevLambdaContext
@@ -58,9 +58,9 @@ def client(make_lifecycle: LifecycleFactory, local_engine: LocalCAEngine) -> Cli
     runtime = Runtime(
         settings=settings,
         lifecycle=make_lifecycle(settings, {"local-dev": local_engine}),
-        tokens=TokenStore(),
+        credentials=CredentialStore(),
     )
-    token = runtime.tokens.create(TENANT, "alice")
+    token = runtime.credentials.create_token(TENANT, "alice")
     return Client(ManagementApi(runtime), token)
 
 
