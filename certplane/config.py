@@ -79,6 +79,12 @@ class Profile(_Strict):
 
     name: str
     description: str = ""
+    aliases: list[str] = Field(default_factory=list)
+    lite_variant: str | None = None
+    requires_approval: bool = False
+    key_identifier_bytes: int | None = Field(default=None, ge=8, le=20)
+    serial_bytes: int = Field(default=16, ge=9, le=16)
+    basic_constraints: bool = True
     key_algorithms: list[str] = Field(default_factory=lambda: list(KEY_ALGORITHMS))
     rsa_min_bits: int = Field(default=2048, ge=2048)
     subject: SubjectRules = Field(default_factory=SubjectRules)
@@ -128,6 +134,7 @@ class Tenant(_Strict):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
     name: str = ""
     profiles: list[str]
+    default_profile: str | None = None
 
 
 class Settings(_Strict):
@@ -151,6 +158,14 @@ class Settings(_Strict):
             missing = set(tenant.profiles) - profile_names
             if missing:
                 raise ValueError(f"tenant {tenant.id} names unknown profiles {sorted(missing)}")
+            if tenant.default_profile and tenant.default_profile not in tenant.profiles:
+                raise ValueError(f"tenant {tenant.id}: default profile is not one of its profiles")
+        for profile in self.profiles:
+            if profile.lite_variant and profile.lite_variant not in profile_names:
+                raise ValueError(f"profile {profile.name}: unknown lite variant")
+        names = [p.name for p in self.profiles] + [a for p in self.profiles for a in p.aliases]
+        if len(names) != len(set(names)):
+            raise ValueError("profile names and aliases must be unique")
         return self
 
     @cached_property
@@ -168,11 +183,19 @@ class Settings(_Strict):
         return [self.profiles_by_name[name] for name in tenant.profiles]
 
     def tenant_profile(self, tenant_id: str, profile_name: str) -> Profile | None:
-        """The profile if this tenant may use it (an unknown and a forbidden profile look alike)."""
+        """The profile (by name or alias) if this tenant may use it.
+
+        An unknown and a forbidden profile look alike to the caller.
+        """
         tenant = self.tenants_by_id.get(tenant_id)
-        if tenant is None or profile_name not in tenant.profiles:
+        if tenant is None:
             return None
-        return self.profiles_by_name.get(profile_name)
+        profile = self.profiles_by_name.get(profile_name) or next(
+            (p for p in self.profiles if profile_name in p.aliases), None
+        )
+        if profile is None or profile.name not in tenant.profiles:
+            return None
+        return profile
 
     @classmethod
     def from_toml(cls, text: str) -> Settings:

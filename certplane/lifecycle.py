@@ -261,7 +261,7 @@ class Lifecycle:
                 ca_not_after=self._ca_not_after(profile),
                 requested_days=request.validity_days,
             )
-            serial = new_serial_number()
+            serial = new_serial_number(profile.serial_bytes)
             device_id = request.device_id or _default_device_id(plan.subject, plan.sans, serial)
             if len(device_id) > MAX_DEVICE_ID_LENGTH:
                 raise RequestRejected("invalid_device_id", "the device id is too long")
@@ -320,7 +320,7 @@ class Lifecycle:
             )
             record = self.inventory.create_pending(
                 tenant=request.tenant,
-                serial=new_serial_number(),
+                serial=new_serial_number(profile.serial_bytes),
                 profile=profile.name,
                 ca_id=profile.route[0],
                 route=list(profile.route),

@@ -37,10 +37,10 @@ def iso_timestamp(moment: datetime.datetime | None) -> str | None:
     return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
-def new_serial_number() -> int:
-    """A positive serial with 127 bits of entropy: ≥64 bits (CA/B BR) and at most 16 octets."""
+def new_serial_number(octets: int = 16) -> int:
+    """A positive random serial of at most `octets` DER octets (9 octets still give 71 bits)."""
     while True:
-        serial = int.from_bytes(os.urandom(16), "big") >> 1
+        serial = int.from_bytes(os.urandom(octets), "big") >> 1
         if serial:
             return serial
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -241,6 +243,19 @@ def _key_usage(public_key: CertificatePublicKeyTypes, profile: Profile) -> x509.
     )
 
 
+def _subject_key_identifier(
+    public_key: CertificatePublicKeyTypes, profile: Profile
+) -> x509.SubjectKeyIdentifier:
+    """RFC 5280's SHA-1 key id, or RFC 7093's truncated SHA-256 where a profile saves bytes."""
+    if profile.key_identifier_bytes is None:
+        return x509.SubjectKeyIdentifier.from_public_key(public_key)
+    spki = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    digest = hashlib.sha256(spki).digest()  # RFC 7093 §2 method 4, truncated
+    return x509.SubjectKeyIdentifier(digest[: profile.key_identifier_bytes])
+
+
 def _validity(
     profile: Profile,
     requested_days: int | None,
@@ -276,17 +291,18 @@ def plan_certificate(
     sans = _check_sans(profile, subject, requested_sans)
     not_before, not_after = _validity(profile, requested_days, ca_not_after, now)
     extensions: list[x509.Extension[x509.ExtensionType]] = [
-        x509.Extension(x509.BasicConstraints.oid, True, x509.BasicConstraints(False, None)),
         x509.Extension(x509.KeyUsage.oid, True, _key_usage(key, profile)),
         x509.Extension(
             x509.ExtendedKeyUsage.oid,
             False,
             x509.ExtendedKeyUsage([EKU_OIDS[name] for name in profile.extended_key_usages]),
         ),
-        x509.Extension(
-            x509.SubjectKeyIdentifier.oid, False, x509.SubjectKeyIdentifier.from_public_key(key)
-        ),
+        x509.Extension(x509.SubjectKeyIdentifier.oid, False, _subject_key_identifier(key, profile)),
     ]
+    if profile.basic_constraints:  # optional for end entities (RFC 5280 §4.2.1.9)
+        extensions.insert(
+            0, x509.Extension(x509.BasicConstraints.oid, True, x509.BasicConstraints(False, None))
+        )
     if sans:
         # RFC 5280 §4.2.1.6: the SAN extension is critical when the subject is empty.
         extensions.append(

@@ -135,7 +135,7 @@ def test_paging_walks_every_certificate_once(client: Client, csrs: CsrFactory) -
 
 def test_profiles_cas_openapi_and_health(client: Client) -> None:
     status, profiles = client.call("GET", "/v1/profiles")
-    assert {p["name"] for p in profiles["items"]} == {"device", "server"}
+    assert {p["name"] for p in profiles["items"]} == {"device", "server", "compact"}
     status, cas = client.call("GET", "/v1/cas")
     (ca,) = cas["items"]
     assert ca["id"] == "local-dev" and ca["capabilities"]["supports_revocation"] is True
