@@ -168,7 +168,26 @@ MANAGEMENT_API = FunctionSpec(
     environment={"POWERTOOLS_SERVICE_NAME": "certplane-management-api"},
     path_prefixes=("/v1/", "/health"),
 )
-FUNCTIONS = (MANAGEMENT_API,)
+CERTIFIER_API = FunctionSpec(
+    logical_id="CertifierApi",
+    handler="lambdas.certifier_api.handler",
+    description="xPKI Certifier-compatible enrollment API (libCertifier devices)",
+    read_write_tables=(INVENTORY, IDEMPOTENCY, PRINCIPALS),  # PRINCIPALS: nonce replay cache
+    puts_events=True,
+    environment={"POWERTOOLS_SERVICE_NAME": "certplane-certifier-api"},
+    path_prefixes=("/v1/certifier",),
+)
+EST = FunctionSpec(
+    logical_id="Est",
+    handler="lambdas.est.handler",
+    description="EST (RFC 7030) enrollment",
+    read_write_tables=(INVENTORY, IDEMPOTENCY),
+    read_tables=(PRINCIPALS,),
+    puts_events=True,
+    environment={"POWERTOOLS_SERVICE_NAME": "certplane-est"},
+    path_prefixes=("/.well-known/est",),
+)
+FUNCTIONS = (MANAGEMENT_API, CERTIFIER_API, EST)
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,11 @@ def dev(
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     server = DevServer(
-        home or default_home(), host=host, port=port, config=config, announce=console.print
+        home or default_home(),
+        host=host,
+        port=port,
+        config=config,
+        announce=lambda text: console.print(text, soft_wrap=True, highlight=False),
     )
     server.start()
     server.serve_forever()

@@ -17,6 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from certplane.resources import FUNCTIONS, FunctionSpec
 
 logger = logging.getLogger(__name__)
@@ -39,8 +42,28 @@ def route(path: str) -> FunctionSpec | None:
     return best[1] if best else None
 
 
+def client_cert_identity(der: bytes) -> dict[str, Any]:
+    """`requestContext.identity.clientCert` as API Gateway's mutual TLS fills it in."""
+    certificate = x509.load_der_x509_certificate(der)
+    return {
+        "clientCertPem": certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        "subjectDN": certificate.subject.rfc4514_string(),
+        "issuerDN": certificate.issuer.rfc4514_string(),
+        "serialNumber": format(certificate.serial_number, "x"),
+        "validity": {
+            "notBefore": certificate.not_valid_before_utc.strftime("%b %d %H:%M:%S %Y GMT"),
+            "notAfter": certificate.not_valid_after_utc.strftime("%b %d %H:%M:%S %Y GMT"),
+        },
+    }
+
+
 def proxy_event(
-    method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str
+    method: str,
+    raw_path: str,
+    headers: dict[str, str],
+    body: bytes,
+    source_ip: str,
+    client_cert_der: bytes | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST (v1) proxy event, as API Gateway would send it."""
     parts = urlsplit(raw_path)
@@ -67,7 +90,11 @@ def proxy_event(
             "requestId": str(uuid.uuid4()),
             "requestTimeEpoch": int(time.time() * 1000),
             "protocol": "HTTP/1.1",
-            "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", "")},
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": headers.get("User-Agent", ""),
+                "clientCert": client_cert_identity(client_cert_der) if client_cert_der else None,
+            },
             "accountId": "123456789012",
             "apiId": "certplane-dev",
         },
@@ -111,8 +138,14 @@ class _Handler(BaseHTTPRequestHandler):
         spec = route(urlsplit(self.path).path)
         if spec is None:
             return self._error(404, "not_found", "no such resource")
+        peer = getattr(self.connection, "getpeercert", None)
         event = proxy_event(
-            self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
+            self.command,
+            self.path,
+            dict(self.headers.items()),
+            body,
+            self.client_address[0],
+            peer(binary_form=True) if peer else None,
         )
         try:
             response = self.server.invoke(spec, event)

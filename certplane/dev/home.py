@@ -64,6 +64,10 @@ class DevHome:
         return self.root / "state"
 
     @property
+    def bootstrap(self) -> Path:
+        return self.root / "bootstrap"
+
+    @property
     def tls_key(self) -> Path:
         return self.root / "tls" / "server.key"
 

@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from certplane.dev.aws import ACCOUNT_ID, REGION, EmbeddedAws
+from certplane.dev.bootstrap import prepare_bootstrap
+from certplane.dev.examples import est_example, libcertifier_config
 from certplane.dev.front import DevHttpServer
 from certplane.dev.home import DevHome, write_secret
 from certplane.dev.journal import Journal
@@ -82,6 +84,9 @@ class DevServer:
         self.runtime = build_runtime()
         self._export_ca()
         token = self._admin_token()
+        self.bootstrap = prepare_bootstrap(
+            self.home.bootstrap, self.runtime.settings.tenants[0].id, self.runtime.credentials
+        )
         context = self._tls_context()
         self.lambdas = LambdaHost(ACCOUNT_ID, REGION)
         self._record_events()
@@ -109,7 +114,18 @@ class DevServer:
             f"  admin token     {self.home.admin_token}",
             f"  events          {self.home.events}",
             f"  token prefix    {token[:6]}…",
+            f"  Certifier API   {url}/v1/certifier   (libCertifier)",
+            f"  EST             {url}/.well-known/est/",
+            f"  bootstrap       {self.home.bootstrap}",
+            "",
+            est_example(url, self.home, self.bootstrap),
+            "",
+            f"libcertifier.cfg ({self.home.root / 'libcertifier.cfg'}):",
+            libcertifier_config(url, self.home, self.bootstrap),
         ]
+        (self.home.root / "libcertifier.cfg").write_text(
+            libcertifier_config(url, self.home, self.bootstrap) + "\n"
+        )
         self.announce("\n".join(lines))
 
     def _export_ca(self) -> None:
@@ -138,6 +154,12 @@ class DevServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(self.home.tls_cert, self.home.tls_key)
+        # Client certificates are optional (the doors decide) and must chain to a device CA
+        # or a bootstrap CA, as an API Gateway mTLS truststore would require.
+        trust = self.home.root / "tls" / "client-trust.pem"
+        trust.write_text(self.home.chain_pem.read_text() + self.bootstrap.ca_pem.read_text())
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(cafile=str(trust))
         return context
 
     def _tls_names(self) -> list[x509.GeneralName]:

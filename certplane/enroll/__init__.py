@@ -1,0 +1,1 @@
+"""Enrollment front doors: the xPKI Certifier API (libCertifier) and EST (RFC 7030)."""
