@@ -14,6 +14,7 @@ from typing import Any
 import aws_cdk as cdk
 
 from stacks.api_stack import ManagementApiStack
+from stacks.enrollment_stack import EnrollmentStack
 from stacks.events_stack import EventsStack
 from stacks.inventory_stack import InventoryStack
 
@@ -50,7 +51,10 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
     api = ManagementApiStack(
         app, "CertplaneManagementApi", tables=inventory.tables, bus=events.bus, env=env
     )
-    return {"inventory": inventory, "events": events, "api": api}
+    enrollment = EnrollmentStack(
+        app, "CertplaneEnrollment", tables=inventory.tables, bus=events.bus, env=env
+    )
+    return {"inventory": inventory, "events": events, "api": api, "enrollment": enrollment}
 
 
 if __name__ == "__main__":

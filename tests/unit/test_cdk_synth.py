@@ -18,8 +18,16 @@ from aws_cdk.assertions import Match, Template
 
 from app import build_app, create_app
 from certplane import resources
-from certplane.resources import EVENT_BUS, MANAGEMENT_API, TABLES, TableSpec
+from certplane.resources import (
+    EVENT_BUS,
+    FUNCTIONS,
+    MANAGEMENT_API,
+    TABLES,
+    FunctionSpec,
+    TableSpec,
+)
 from stacks.api_stack import ManagementApiStack
+from stacks.enrollment_stack import ENROLLMENT_FUNCTIONS, EnrollmentStack
 from stacks.events_stack import EventsStack
 from stacks.inventory_stack import InventoryStack
 
@@ -49,7 +57,14 @@ class Synth:
     inventory: InventoryStack
     events: EventsStack
     api: ManagementApiStack
+    enrollment: EnrollmentStack
     templates: dict[str, Template]
+
+    def stack_key(self, spec: FunctionSpec) -> str:
+        return "enrollment" if spec in ENROLLMENT_FUNCTIONS else "api"
+
+    def stack(self, spec: FunctionSpec) -> Stack:
+        return self.enrollment if spec in ENROLLMENT_FUNCTIONS else self.api
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +82,8 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     assert isinstance(inventory, InventoryStack)
     assert isinstance(events, EventsStack)
     assert isinstance(api, ManagementApiStack)
-    return Synth(outdir, inventory, events, api, templates)
+    assert isinstance(stacks["enrollment"], EnrollmentStack)
+    return Synth(outdir, inventory, events, api, stacks["enrollment"], templates)
 
 
 def _resource(template: Template, logical_id: str) -> dict[str, Any]:
@@ -168,31 +184,47 @@ def test_event_bus_is_named_from_spec_and_archived(synth: Synth) -> None:
 # -- the management API function ---------------------------------------------------------
 
 
-def _function(synth: Synth) -> dict[str, Any]:
-    functions = synth.templates["api"].find_resources("AWS::Lambda::Function")
-    assert len(functions) == 1, f"expected only the management API function: {list(functions)}"
-    return next(iter(functions.values()))
+def _function(synth: Synth, spec: FunctionSpec = MANAGEMENT_API) -> dict[str, Any]:
+    functions = synth.templates[synth.stack_key(spec)].find_resources("AWS::Lambda::Function")
+    matching = [f for f in functions.values() if f["Properties"]["Handler"] == spec.handler]
+    assert len(matching) == 1, f"expected one function for {spec.handler}: {list(functions)}"
+    return matching[0]
 
 
-def test_function_runs_the_spec_handler(synth: Synth) -> None:
-    props = _function(synth)["Properties"]
-    assert props["Handler"] == MANAGEMENT_API.handler
+def test_every_function_spec_is_deployed_once(synth: Synth) -> None:
+    handlers = [
+        function["Properties"]["Handler"]
+        for template in synth.templates.values()
+        for function in template.find_resources("AWS::Lambda::Function").values()
+    ]
+    assert sorted(handlers) == sorted(spec.handler for spec in FUNCTIONS)
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda spec: spec.logical_id)
+def test_function_runs_the_spec_handler(synth: Synth, spec: FunctionSpec) -> None:
+    props = _function(synth, spec)["Properties"]
+    assert props["Handler"] == spec.handler
     assert props["Runtime"] == "python3.12"
     assert props["Architectures"] == ["arm64"]
     assert props["TracingConfig"] == {"Mode": "Active"}
     log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
-    assert "RetentionInDays" in _resource(synth.templates["api"], log_group)["Properties"]
+    template = synth.templates[synth.stack_key(spec)]
+    assert "RetentionInDays" in _resource(template, log_group)["Properties"]
 
 
-def test_function_environment_names_the_deployed_tables_and_bus(synth: Synth) -> None:
-    variables = _function(synth)["Properties"]["Environment"]["Variables"]
+@pytest.mark.parametrize("function", FUNCTIONS, ids=lambda spec: spec.logical_id)
+def test_function_environment_names_the_deployed_tables_and_bus(
+    synth: Synth, function: FunctionSpec
+) -> None:
+    variables = _function(synth, function)["Properties"]["Environment"]["Variables"]
+    stack = synth.stack(function)
     assert set(resources.environment()) <= set(variables)
     for spec in TABLES:
         table = synth.inventory.tables[spec.logical_id]
         # The physical name of *this* table (a cross-stack import), not the dev default.
-        assert variables[spec.env_var] == synth.api.resolve(table.table_name), spec.env_var
-    assert variables[EVENT_BUS.env_var] == synth.api.resolve(synth.events.bus.event_bus_name)
-    for name, value in MANAGEMENT_API.environment.items():
+        assert variables[spec.env_var] == stack.resolve(table.table_name), spec.env_var
+    assert variables[EVENT_BUS.env_var] == stack.resolve(synth.events.bus.event_bus_name)
+    for name, value in function.environment.items():
         assert variables[name] == value
     assert any(name.startswith("POWERTOOLS_") for name in variables)
 
@@ -215,10 +247,10 @@ def test_function_asset_holds_every_runtime_file_and_no_repo_clutter(synth: Synt
 # -- least privilege ---------------------------------------------------------------------
 
 
-def _function_statements(synth: Synth) -> list[dict[str, Any]]:
+def _function_statements(synth: Synth, spec: FunctionSpec) -> list[dict[str, Any]]:
     """Every IAM statement attached to the function's role (inline policies and managed)."""
-    template = synth.templates["api"]
-    role_id = _function(synth)["Properties"]["Role"]["Fn::GetAtt"][0]
+    template = synth.templates[synth.stack_key(spec)]
+    role_id = _function(synth, spec)["Properties"]["Role"]["Fn::GetAtt"][0]
     role = _resource(template, role_id)["Properties"]
     managed = json.dumps(role.get("ManagedPolicyArns", []))
     assert "AWSLambdaBasicExecutionRole" in managed
@@ -234,8 +266,9 @@ def _function_statements(synth: Synth) -> list[dict[str, Any]]:
     return statements
 
 
-def test_function_policy_is_least_privilege(synth: Synth) -> None:
-    api = synth.api
+@pytest.mark.parametrize("function", FUNCTIONS, ids=lambda spec: spec.logical_id)
+def test_function_policy_is_least_privilege(synth: Synth, function: FunctionSpec) -> None:
+    api = synth.stack(function)
     table_arns: dict[str, str] = {}
     for spec in TABLES:
         arn = api.resolve(synth.inventory.tables[spec.logical_id].table_arn)
@@ -250,7 +283,7 @@ def test_function_policy_is_least_privilege(synth: Synth) -> None:
     dynamodb: dict[str, set[str]] = {}  # table logical id -> actions
     kms: dict[str, set[str]] = {}  # table logical id (of the key) -> actions
     events: set[str] = set()
-    for statement in _function_statements(synth):
+    for statement in _function_statements(synth, function):
         assert statement["Effect"] == "Allow"
         assert set(statement) <= {"Action", "Effect", "Resource", "Sid"}, statement
         actions = _as_list(statement["Action"])
@@ -270,8 +303,8 @@ def test_function_policy_is_least_privilege(synth: Synth) -> None:
                 else:
                     assert action in XRAY_ACTIONS, f"unexpected {action} on {target}"
 
-    read_write = {spec.logical_id for spec in MANAGEMENT_API.read_write_tables}
-    read_only = {spec.logical_id for spec in MANAGEMENT_API.read_tables}
+    read_write = {spec.logical_id for spec in function.read_write_tables}
+    read_only = {spec.logical_id for spec in function.read_tables}
     assert set(dynamodb) == read_write | read_only
     writable = {table for table, actions in dynamodb.items() if actions - DYNAMODB_READ_ACTIONS}
     assert writable == read_write
@@ -282,7 +315,7 @@ def test_function_policy_is_least_privilege(synth: Synth) -> None:
 
     assert set(kms) == read_write | read_only
     assert {table for table, actions in kms.items() if actions - KMS_READ_ACTIONS} == read_write
-    assert events == ({"events:PutEvents"} if MANAGEMENT_API.puts_events else set())
+    assert events == ({"events:PutEvents"} if function.puts_events else set())
 
 
 # -- the REST API ------------------------------------------------------------------------
@@ -309,3 +342,31 @@ def test_api_proxies_every_route_to_the_function_with_access_logs(synth: Synth) 
             "TracingEnabled": True,
         },
     )
+
+
+def test_enrollment_api_routes_each_prefix_to_its_function(synth: Synth) -> None:
+    template = synth.templates["enrollment"].to_json()["Resources"]
+    resources_by_id = {
+        logical_id: r["Properties"]
+        for logical_id, r in template.items()
+        if r["Type"] == "AWS::ApiGateway::Resource"
+    }
+
+    def path_of(resource_id: str) -> str:
+        props = resources_by_id[resource_id]
+        parent = props["ParentId"]
+        prefix = path_of(parent["Ref"]) if "Ref" in parent else ""
+        return f"{prefix}/{props['PathPart']}"
+
+    routes: dict[str, str] = {}
+    for r in template.values():
+        if r["Type"] == "AWS::ApiGateway::Method" and r["Properties"]["HttpMethod"] == "ANY":
+            path = path_of(r["Properties"]["ResourceId"]["Ref"])
+            routes[path] = json.dumps(r["Properties"]["Integration"]["Uri"])
+    for spec in ENROLLMENT_FUNCTIONS:
+        function_id = _logical_id(
+            synth.enrollment, synth.enrollment.handlers[spec.logical_id].function
+        )
+        for prefix in spec.path_prefixes:
+            assert function_id in routes[f"{prefix}/{{proxy+}}"], prefix
+    assert set(routes) == {f"{p}/{{proxy+}}" for s in ENROLLMENT_FUNCTIONS for p in s.path_prefixes}
