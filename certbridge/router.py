@@ -12,6 +12,7 @@ from certbridge.interface import (
     SigningRequest,
     TransientEngineError,
 )
+from certbridge.lint import lint_signing_request
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class EngineRouter:
         for engine_id in route:
             engine = self.engine(engine_id)
             try:
+                lint_signing_request(request, engine.capabilities())
                 return engine_id, engine.issue(request)
             except TransientEngineError as error:
                 logger.warning("engine %s unavailable, failing over: %s", engine_id, error)

@@ -15,7 +15,7 @@ import boto3
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from certbridge import CAEngine, EngineRouter
-from certbridge.engines import ENGINE_TYPES
+from certbridge.engines import engine_class
 from certplane.auth import CredentialStore
 from certplane.config import CARegistration, Settings
 from certplane.events import EventPublisher
@@ -37,12 +37,7 @@ class Runtime:
 
 def create_engine(registration: CARegistration, ca_dir: Path) -> CAEngine:
     """Instantiate the engine a CA registration names, with its options from configuration."""
-    engine_type = ENGINE_TYPES.get(registration.engine)
-    if engine_type is None:
-        raise ValueError(
-            f"CA {registration.id}: unknown engine {registration.engine!r} "
-            f"(known: {sorted(ENGINE_TYPES)})"
-        )
+    engine_type = engine_class(registration.engine)
     options = dict(registration.options)
     if registration.engine == "local":
         options.setdefault("directory", ca_dir / registration.id)

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from certbridge import CAEngine, SigningRequest
-from certbridge.engines import ENGINE_TYPES
+from certbridge.engines import engine_class
 from certbridge.engines import local as local_module
 from certbridge.engines.local import LocalCAEngine
 from certplane.model import key_algorithm, new_serial_number
@@ -42,7 +42,7 @@ def signing_request(public_key, days: int = 30, **overrides) -> SigningRequest:
 
 
 def test_registered_and_satisfies_the_protocol(local_engine):
-    assert ENGINE_TYPES["local"] is LocalCAEngine
+    assert engine_class("local") is LocalCAEngine
     assert isinstance(local_engine, CAEngine)
     assert local_engine.engine_id == "local-dev"
 
