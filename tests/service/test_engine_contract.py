@@ -1,0 +1,149 @@
+"""The CertBridge contract, held by every engine in tests/engine_factories.
+
+Issue, chain and revoke where supported; capabilities that match what is actually signed;
+requests the engine must refuse are refused; output checked by openssl and pkilint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from certbridge import CAEngine, EngineRouter, PermanentEngineError, SigningRequest
+from certplane.config import Settings
+from certplane.policy import plan_certificate
+from tests.engine_factories import factories
+
+FACTORIES = factories()
+LINT_PKIX_CERT = Path(sys.executable).with_name("lint_pkix_cert")
+CLASSIC = (
+    "ecdsa-with-SHA256",
+    "ecdsa-with-SHA384",
+    "sha256WithRSAEncryption",
+    "sha512WithRSAEncryption",
+)
+
+
+@pytest.fixture(params=FACTORIES, ids=[factory.NAME for factory in FACTORIES])
+def engine(request: pytest.FixtureRequest, aws, tmp_path: Path) -> CAEngine:
+    return request.param.make_engine(tmp_path)
+
+
+def device_request(engine: CAEngine, common_name: str = "contract-device") -> SigningRequest:
+    profile = Settings.load().tenant_profile("default", "device")
+    assert profile is not None
+    key = ec.generate_private_key(ec.SECP256R1())
+    plan = plan_certificate(
+        profile,
+        subject=x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)]),
+        requested_sans=[],
+        public_key=key.public_key(),
+        ca_not_after=engine.capabilities().ca_not_after,
+        requested_days=30,
+    )
+    return SigningRequest(
+        serial_number=0x5EED_0000_0000_0001,
+        public_key=plan.public_key,
+        subject=plan.subject,
+        not_before=plan.not_before,
+        not_after=plan.not_after,
+        extensions=plan.extensions,
+    )
+
+
+def test_it_is_a_ca_engine(engine: CAEngine) -> None:
+    assert isinstance(engine, CAEngine)
+    assert engine.engine_id
+
+
+def test_issue_signs_exactly_the_request_and_chains(engine: CAEngine, tmp_path: Path) -> None:
+    request = device_request(engine)
+    _, issued = EngineRouter({engine.engine_id: engine}).issue([engine.engine_id], request)
+    certificate = issued.certificate
+    assert certificate.serial_number == request.serial_number
+    assert certificate.subject == request.subject
+    assert certificate.public_key() == request.public_key
+    assert certificate.not_valid_after_utc == request.not_after
+    chain = issued.chain
+    assert chain == engine.chain() and len(chain) >= 2
+    certificate.verify_directly_issued_by(chain[0])
+    for child, parent in itertools.pairwise(chain):
+        child.verify_directly_issued_by(parent)
+    chain[-1].verify_directly_issued_by(chain[-1])
+
+    algorithm = certificate.signature_algorithm_oid._name
+    assert algorithm == engine.capabilities().signing_algorithm
+    if algorithm in CLASSIC:  # openssl 3.0 and pkilint here do not know ML-DSA
+        leaf, intermediates, root = (
+            tmp_path / "leaf.pem",
+            tmp_path / "chain.pem",
+            tmp_path / "root.pem",
+        )
+        leaf.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        intermediates.write_bytes(
+            b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain[:-1])
+        )
+        root.write_bytes(chain[-1].public_bytes(serialization.Encoding.PEM))
+        verify = subprocess.run(
+            [
+                "openssl",
+                "verify",
+                "-x509_strict",
+                "-CAfile",
+                str(root),
+                "-untrusted",
+                str(intermediates),
+                str(leaf),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        lint = subprocess.run(
+            [str(LINT_PKIX_CERT), "lint", "-s", "WARNING", "-f", "JSON", str(leaf)],
+            capture_output=True,
+            text=True,
+        )
+        assert lint.returncode == 0 and json.loads(lint.stdout)["results"] == [], lint.stdout
+
+
+def test_capabilities_are_honest(engine: CAEngine) -> None:
+    capabilities = engine.capabilities()
+    issuing = engine.chain()[0]
+    assert capabilities.ca_not_after == issuing.not_valid_after_utc
+    remaining = capabilities.ca_not_after - datetime.datetime.now(datetime.UTC)
+    assert capabilities.max_validity <= remaining + datetime.timedelta(seconds=5)
+    assert capabilities.subject_key_algorithms
+    assert capabilities.engine_type
+
+
+def test_revoke_where_supported(engine: CAEngine) -> None:
+    request = device_request(engine, "to-revoke")
+    engine.issue(request)
+    when = datetime.datetime.now(datetime.UTC)
+    if engine.capabilities().supports_revocation:
+        engine.revoke(request.serial_number, x509.ReasonFlags.key_compromise, when)
+    else:
+        with pytest.raises(PermanentEngineError):
+            engine.revoke(request.serial_number, x509.ReasonFlags.key_compromise, when)
+
+
+def test_requests_outside_the_ca_are_refused_before_signing(engine: CAEngine) -> None:
+    router = EngineRouter({engine.engine_id: engine})
+    request = device_request(engine)
+    too_long = dataclasses.replace(
+        request, not_after=engine.capabilities().ca_not_after + datetime.timedelta(days=1)
+    )
+    for bad in (too_long, dataclasses.replace(request, serial_number=0)):
+        with pytest.raises(PermanentEngineError):
+            router.issue([engine.engine_id], bad)
