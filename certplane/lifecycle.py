@@ -52,6 +52,8 @@ from certplane.policy import (
     csr_public_key,
     describe_san,
     load_csr,
+    parse_san,
+    parse_subject,
     plan_certificate,
     requested_sans,
 )
@@ -74,6 +76,12 @@ class IssueRequest:
     owner: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
+    # A front door that names the device itself (the Certifier API's nodeAddress, whose CSR has
+    # an empty subject) replaces what the CSR asks for; policy still checks the result, and the
+    # CSR still proves possession of the key. RFC 4514 text and `describe_san` strings keep the
+    # request JSON-safe for the idempotency store.
+    subject_override: str | None = None
+    san_override: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,10 @@ class Lifecycle:
         if idempotency_store is not None:
             config = self._idempotency_config = IdempotencyConfig(
                 event_key_jmespath="[tenant, idempotency_key]",
-                payload_validation_jmespath="[operation, profile, csr, reference, validity_days]",
+                payload_validation_jmespath=(
+                    "[operation, profile, csr, reference, validity_days, subject_override,"
+                    " san_override]"
+                ),
                 expires_after_seconds=settings.idempotency_ttl_seconds,
                 raise_on_no_idempotency_key=True,
             )
@@ -253,10 +264,20 @@ class Lifecycle:
         with self._failure_events(request.tenant, request.requester, failure_context):
             profile = self._profile(request.tenant, request.profile)
             csr = load_csr(request.csr)
+            subject = (
+                csr.subject
+                if request.subject_override is None
+                else parse_subject(request.subject_override)
+            )
+            names = (
+                requested_sans(csr)
+                if request.san_override is None
+                else [parse_san(name) for name in request.san_override]
+            )
             plan = plan_certificate(
                 profile,
-                subject=csr.subject,
-                requested_sans=requested_sans(csr),
+                subject=subject,
+                requested_sans=names,
                 public_key=csr_public_key(csr),
                 ca_not_after=self._ca_not_after(profile),
                 requested_days=request.validity_days,

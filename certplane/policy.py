@@ -188,6 +188,31 @@ def describe_san(name: x509.GeneralName) -> str:
     return f"{prefix}:{name.value}"
 
 
+def parse_subject(text: str) -> x509.Name:
+    """An RFC 4514 subject a front door built itself (e.g. the Certifier API's nodeAddress)."""
+    try:
+        return x509.Name.from_rfc4514_string(text)
+    except ValueError as error:
+        raise RequestRejected("subject_not_allowed", f"the subject is malformed: {error}") from None
+
+
+def parse_san(text: str) -> x509.GeneralName:
+    """The inverse of `describe_san`: `DNS:host`, `IP:addr`, `URI:…`, `email:…`."""
+    kind, _, value = text.partition(":")
+    try:
+        if kind == "DNS" and value:
+            return x509.DNSName(value)
+        if kind == "IP":
+            return x509.IPAddress(ipaddress.ip_address(value))
+        if kind == "URI" and value:
+            return x509.UniformResourceIdentifier(value)
+        if kind == "email" and value:
+            return x509.RFC822Name(value)
+    except ValueError as error:
+        raise RequestRejected("san_not_allowed", f"{text!r} is not a valid name: {error}") from None
+    raise RequestRejected("san_not_allowed", f"{text!r} is not a DNS, IP, URI or email name")
+
+
 def _common_name_san(value: str) -> x509.GeneralName:
     """A common name as a SAN: an IP address literal is an iPAddress, anything else a dNSName."""
     try:

@@ -23,21 +23,28 @@ def est_example(url: str, home: DevHome, bootstrap: BootstrapFiles) -> str:
 
 
 def libcertifier_config(url: str, home: DevHome, bootstrap: BootstrapFiles) -> str:
-    """A `libcertifier.cfg` for libCertifier v2.2.1 enrolling with the sample seed."""
+    """A `libcertifier.cfg` for libCertifier v2.2.1 enrolling with the sample seed.
+
+    Only keys v2.2.1's loader (`src/property.c`) reads: the seed PKCS#12 is the `keystore`
+    with its `password`, the token type is `crt.type`, the source header `source.name`.
+    `ext.key.usage` is required: without it v2.2.1 crashes building its CSR. The output
+    PKCS#12 has no configuration key; it is `certifierUtil get-cert -o <file>`.
+    """
     return json.dumps(
         {
             "libcertifier.certifier.url": f"{url}/v1/certifier",
             "libcertifier.profile.name": "Device",
-            "libcertifier.auth.type": "X509",
-            "libcertifier.input.p12.path": str(bootstrap.seed_p12),
-            "libcertifier.input.p12.password": "changeit",
-            "libcertifier.output.p12.path": "./device.p12",
-            "libcertifier.output.p12.password": "changeit",
+            "libcertifier.crt.type": "X509",
+            "libcertifier.keystore": str(bootstrap.seed_p12),
+            "libcertifier.password": "changeit",
             "libcertifier.ca.info": str(home.root_pem),
             "libcertifier.ecc.curve.id": "prime256v1",
             "libcertifier.num.days": 365,
-            "libcertifier.product.id": "1234",
-            "libcertifier.source.id": "certplane-dev",
+            "libcertifier.product.id": "1101",
+            "libcertifier.source.name": "certplane-dev",
+            "libcertifier.ext.key.usage": "clientAuth",
+            "libcertifier.tls.insecure.host": 0,
+            "libcertifier.tls.insecure.peer": 0,
         },
         indent=2,
     )
