@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography import x509
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
@@ -23,6 +24,7 @@ from certplane.inventory.models import CertificateRecord
 from certplane.model import (
     CERTIFICATE_ID_PATTERN,
     CertificateStatus,
+    certificate_id,
     format_serial,
     parse_serial,
 )
@@ -251,6 +253,21 @@ class Inventory:
         ):
             return self.get(tenant, int(hit.pk.rsplit("#", 1)[1], 16))
         return None
+
+    def locate(self, certificate_id: str) -> CertificateRecord | None:
+        """The record of certificate id (SHA-1) in any tenant: devices name a certificate
+        before any tenant is known (status URLs, tokens, TLS client certificates)."""
+        for hit in CertificateRecord.by_certificate_id.query(certificate_id.lower(), limit=1):
+            return self.get(hit.tenant, int(hit.pk.rsplit("#", 1)[1], 16))
+        return None
+
+    def record_of(self, certificate: x509.Certificate) -> CertificateRecord | None:
+        """The record holding exactly this certificate (same DER: SHA-1 ids can collide)."""
+        record = self.locate(certificate_id(certificate))
+        if record is None or not record.certificate_pem:
+            return None
+        stored = x509.load_pem_x509_certificate(record.certificate_pem.encode())
+        return record if stored == certificate else None
 
     def get_by_issuer_serial(self, ca_id: str, serial: int) -> CertificateRecord | None:
         """The record a status request (OCSP, CRL) names by issuing CA and serial."""

@@ -21,7 +21,7 @@ from cryptography import x509
 from pydantic import BaseModel, ValidationError
 
 from certplane.enroll.certifier.authenticate import CertifierAuthenticator
-from certplane.enroll.certifier.lookup import locate_certificate, xpki_status
+from certplane.enroll.certifier.lookup import xpki_status
 from certplane.enroll.certifier.mapping import issue_request, rfc5280_reason
 from certplane.enroll.certifier.models import CertificateBody, RenewBody, RevokeBody
 from certplane.enroll.pkcs7 import certs_only_pem
@@ -249,7 +249,7 @@ class CertifierApi:
                 raise RequestRejected(
                     "invalid_certificate_id", "a certificate id is 40 hex digits (SHA-1 of DER)"
                 )
-            answer = xpki_status(locate_certificate(certificate_id.lower()))
+            answer = xpki_status(lifecycle.inventory.locate(certificate_id))
             return succeed({"certificateId": certificate_id.lower(), "status": answer}, "status")
 
         return app

@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from certplane.auth import CredentialKind, CredentialStore
-from certplane.enroll.certifier.lookup import is_live, locate_certificate
+from certplane.auth.seeds import seed_tenant
+from certplane.enroll.certifier.lookup import is_live
 from certplane.enroll.certifier.tokens import SatToken, X509Token, parse_bearer
 from certplane.errors import CertplaneError, NotFound, Unauthorized
 from certplane.inventory import CertificateRecord, Inventory
@@ -103,9 +104,9 @@ class CertifierAuthenticator:
         if isinstance(token, SatToken):
             return self._sat_caller(token)
         certificate = self._verified_certificate(token)
-        tenant = self._seed_tenant(certificate)
+        tenant = seed_tenant(self.credentials, certificate, self.clock())
         seed_id = certificate_id(certificate)
-        seen = locate_certificate(seed_id)
+        seen = self.inventory.locate(seed_id)
         if seen is not None and seen.status == CertificateStatus.REVOKED.value:
             raise Unauthorized("certificate_revoked", "the seed certificate has been revoked")
         self._claim(tenant, f"certifier-x509#{seed_id}", token)
@@ -126,7 +127,7 @@ class CertifierAuthenticator:
                 "certificate_mismatch",
                 "the token must be signed by the certificate named by certificateId",
             )
-        record = locate_certificate(token_id)
+        record = self.inventory.locate(token_id)
         if record is None:
             raise NotFound("certificate_not_found", f"no certificate {token_id} was issued here")
         stored = x509.load_pem_x509_certificate((record.certificate_pem or "").encode())
@@ -188,27 +189,3 @@ class CertifierAuthenticator:
         if now > not_after:
             raise Unauthorized("certificate_expired", "the token certificate has expired")
         return certificate
-
-    def _seed_tenant(self, seed: x509.Certificate) -> str:
-        """The tenant whose bootstrap CA signed `seed` directly."""
-        aki = _extension(seed, x509.AuthorityKeyIdentifier)
-        constraints = _extension(seed, x509.BasicConstraints)
-        if aki is None or aki.key_identifier is None:
-            raise Unauthorized(
-                "untrusted_certificate", "the seed names no issuer key identifier (AKI)"
-            )
-        if constraints is not None and constraints.ca:
-            raise Unauthorized("untrusted_certificate", "a CA certificate cannot enroll")
-        found = self.credentials.bootstrap_ca(aki.key_identifier.hex())
-        if found is None:
-            raise Unauthorized("untrusted_certificate", "the seed's issuer is not a trusted CA")
-        tenant, ca = found
-        try:
-            seed.verify_directly_issued_by(ca)
-        except (InvalidSignature, *_CERTIFICATE_ERRORS):
-            raise Unauthorized(
-                "untrusted_certificate", "the seed is not signed by the trusted bootstrap CA"
-            ) from None
-        if not ca.not_valid_before_utc <= self.clock() <= ca.not_valid_after_utc:
-            raise Unauthorized("untrusted_certificate", "the bootstrap CA is not within validity")
-        return tenant

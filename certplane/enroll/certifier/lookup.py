@@ -1,7 +1,6 @@
-"""Certificates by xPKI certificate id across tenants, and the status the client reads.
+"""The status the xPKI client reads, and whether a certificate may still authenticate.
 
-The status URL and X509 tokens name a certificate before any tenant is known, so the lookup
-goes through the by-certificate-id index without a tenant condition (one Query, never a Scan).
+Certificates are found by id across tenants with `Inventory.locate` (one index Query).
 """
 
 from __future__ import annotations
@@ -17,16 +16,6 @@ class XpkiStatus(StrEnum):
     GOOD = "GOOD"
     REVOKED = "REVOKED"
     UNKNOWN = "UNKNOWN"
-
-
-def locate_certificate(certificate_id: str) -> CertificateRecord | None:
-    """The record holding the certificate with this SHA-1 (any tenant), or None."""
-    for hit in CertificateRecord.by_certificate_id.query(certificate_id.lower(), limit=1):
-        try:
-            return CertificateRecord.get(hit.pk, consistent_read=True)
-        except CertificateRecord.DoesNotExist:
-            return None
-    return None
 
 
 def xpki_status(record: CertificateRecord | None) -> XpkiStatus:

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 
 from certplane.auth import CredentialStore
+from certplane.auth.seeds import seed_tenant
 from certplane.enroll.est.media import headers_of
 from certplane.errors import Unauthorized
 from certplane.inventory import CertificateRecord, Inventory
@@ -56,25 +55,6 @@ def client_certificate(event: Mapping[str, Any]) -> x509.Certificate | None:
 def _refuse(message: str) -> Unauthorized:
     logger.info("EST authentication refused: %s", message)
     return Unauthorized("unauthorized", message)
-
-
-def _valid_now(certificate: x509.Certificate, now: datetime.datetime) -> bool:
-    return certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc
-
-
-def _is_ca(certificate: x509.Certificate) -> bool:
-    try:
-        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
-
-
-def _authority_key_id(certificate: x509.Certificate) -> str | None:
-    try:
-        value = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-    return value.key_identifier.hex() if value.key_identifier else None
 
 
 class EstAuthenticator:
@@ -144,32 +124,16 @@ class EstAuthenticator:
 
     def _seed(self, certificate: x509.Certificate) -> EstCaller:
         """A factory certificate directly issued by a bootstrap CA some tenant trusts."""
-        key_id = _authority_key_id(certificate)
-        trusted = self.credentials.bootstrap_ca(key_id) if key_id else None
-        if trusted is None:
-            raise _refuse("the client certificate is not from a trusted bootstrap CA")
-        tenant, ca = trusted
         try:
-            certificate.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-            raise _refuse("the client certificate is not from a trusted bootstrap CA") from None
-        now = datetime.datetime.now(datetime.UTC)
-        if not (_valid_now(certificate, now) and _valid_now(ca, now)):
-            raise _refuse("the client certificate (or its bootstrap CA) is not valid now")
-        if _is_ca(certificate):
-            raise _refuse("a CA certificate cannot enroll")
+            tenant = seed_tenant(self.credentials, certificate, datetime.datetime.now(datetime.UTC))
+        except Unauthorized as error:
+            raise _refuse(error.message) from None
         return EstCaller(tenant, f"est-seed:{certificate_id(certificate)}")
 
     def _current(self, certificate: x509.Certificate) -> CertificateRecord:
         """The inventory record of a certificate we issued, which must still be live."""
-        cert_id = certificate_id(certificate)
-        tenant = next(
-            (hit.tenant for hit in CertificateRecord.by_certificate_id.query(cert_id, limit=1)),
-            None,
-        )
-        record = self.inventory.get_by_certificate_id(tenant, cert_id) if tenant else None
-        presented = certificate.public_bytes(serialization.Encoding.DER)
-        if record is None or _record_der(record) != presented:
+        record = self.inventory.record_of(certificate)
+        if record is None:
             raise _refuse("the client certificate was not issued by this service")
         status = effective_status(record)
         if status != CertificateStatus.ISSUED.value:
@@ -179,10 +143,3 @@ class EstAuthenticator:
     def _current_caller(self, certificate: x509.Certificate) -> EstCaller:
         record = self._current(certificate)
         return EstCaller(record.tenant, f"est-certificate:{record.certificate_id}", record)
-
-
-def _record_der(record: CertificateRecord) -> bytes | None:
-    if not record.certificate_pem:
-        return None
-    certificate = x509.load_pem_x509_certificate(record.certificate_pem.encode())
-    return certificate.public_bytes(serialization.Encoding.DER)
