@@ -142,6 +142,16 @@ def test_by_issuer_and_serial_is_an_index_query_and_a_get(inventory, dynamo_call
     assert inventory.get_by_issuer_serial("ca-c", serial_of(wanted)) is None
 
 
+def test_locate_by_certificate_id_across_tenants_is_an_index_query(inventory, dynamo_calls):
+    wanted = put_issued(inventory, "tenant-b")
+    put_issued(inventory, "tenant-a")
+    dynamo_calls.clear()
+    found = inventory.locate(wanted.certificate_id.upper())
+    assert found is not None and (found.tenant, found.pk) == ("tenant-b", wanted.pk)
+    assert_served_without_scan(dynamo_calls, "by-certificate-id")
+    assert inventory.locate("0" * 40) is None
+
+
 def test_unknown_references(inventory, dynamo_calls):
     put_issued(inventory)
     with pytest.raises(NotFound):
