@@ -37,6 +37,12 @@ class Capabilities:
     ca_not_after: datetime.datetime
     supports_revocation: bool
     supports_crl_signing: bool
+    # A rate limit the back end enforces (AWS Private CA: the IssueCertificate quota), so the
+    # router can spread load instead of discovering the limit through throttling; None = none.
+    max_requests_per_second: float | None = None
+    # The back end chooses the serial number itself (AWS Private CA): the certificate's serial
+    # is then not the SigningRequest's, and whoever keys records by serial must know it.
+    assigns_serial_numbers: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,10 @@ class SigningRequest:
     not_before: datetime.datetime
     not_after: datetime.datetime
     extensions: tuple[x509.Extension[x509.ExtensionType], ...] = field(default_factory=tuple)
+    # The requester's own CSR (DER), for back ends that sign only CSRs (AWS Private CA): no one
+    # but the key holder can make a CSR, so it is passed through; policy above still decides
+    # subject, names and extensions. None when there is no CSR (a same-key renewal).
+    csr_der: bytes | None = None
 
 
 @dataclass(frozen=True)

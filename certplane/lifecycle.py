@@ -300,7 +300,13 @@ class Lifecycle:
                 owner=request.owner,
                 tags=request.tags,
             )
-        issued_record = self._sign_and_record(record, profile, plan, failure_context)
+        issued_record = self._sign_and_record(
+            record,
+            profile,
+            plan,
+            failure_context,
+            csr_der=csr.public_bytes(serialization.Encoding.DER),
+        )
         self._publish(
             DetailType.ISSUED,
             request.tenant,
@@ -326,9 +332,11 @@ class Lifecycle:
                 )
             profile = self._profile(request.tenant, previous.profile)
             old = x509.load_pem_x509_certificate((previous.certificate_pem or "").encode())
+            csr_der: bytes | None = None  # a same-key renewal has no CSR to pass through
             if request.csr:
                 csr = load_csr(request.csr)
                 subject, names, key = csr.subject, requested_sans(csr), csr_public_key(csr)
+                csr_der = csr.public_bytes(serialization.Encoding.DER)
             else:
                 subject, names, key = old.subject, requested_sans(old), old.public_key()
             plan = plan_certificate(
@@ -354,7 +362,7 @@ class Lifecycle:
                 tags=previous.tag_dict,
                 renewed_from=previous.pk,
             )
-        renewed = self._sign_and_record(record, profile, plan, failure_context, previous)
+        renewed = self._sign_and_record(record, profile, plan, failure_context, previous, csr_der)
         self._publish(
             DetailType.RENEWED,
             request.tenant,
@@ -372,6 +380,7 @@ class Lifecycle:
         plan: CertificatePlan,
         failure_context: dict[str, Any],
         previous: CertificateRecord | None = None,
+        csr_der: bytes | None = None,
     ) -> CertificateRecord:
         """Sign through the route and move PENDING → ISSUED; on failure, PENDING → FAILED."""
         signing_request = SigningRequest(
@@ -381,10 +390,25 @@ class Lifecycle:
             not_before=plan.not_before,
             not_after=plan.not_after,
             extensions=plan.extensions,
+            csr_der=csr_der,
         )
         stage = "signing"
         try:
+            # TODO(serials): an engine that picks its own serial (AWS Private CA) needs the
+            # PENDING record re-keyed to the issued serial in the same transaction that marks
+            # it ISSUED; until the inventory can, such routes are refused before signing.
+            for engine_id in profile.route:
+                if self.router.engine(engine_id).capabilities().assigns_serial_numbers:
+                    raise PermanentEngineError(
+                        f"CA engine {engine_id} assigns serials; not yet supported through "
+                        "the lifecycle"
+                    )
             engine_id, issued = self.router.issue(profile.route, signing_request)
+            if issued.certificate.serial_number != signing_request.serial_number:
+                raise PermanentEngineError(  # the record is keyed by the serial it allocated
+                    f"CA engine {engine_id} issued serial {issued.certificate.serial_number:x} "
+                    f"instead of the recorded {record.serial}"
+                )
             stage = "recording"
             fields = self._issued_fields(engine_id, issued)
             if previous is None:
