@@ -394,26 +394,22 @@ class Lifecycle:
         )
         stage = "signing"
         try:
-            # TODO(serials): an engine that picks its own serial (AWS Private CA) needs the
-            # PENDING record re-keyed to the issued serial in the same transaction that marks
-            # it ISSUED; until the inventory can, such routes are refused before signing.
-            for engine_id in profile.route:
-                if self.router.engine(engine_id).capabilities().assigns_serial_numbers:
-                    raise PermanentEngineError(
-                        f"CA engine {engine_id} assigns serials; not yet supported through "
-                        "the lifecycle"
-                    )
             engine_id, issued = self.router.issue(profile.route, signing_request)
-            if issued.certificate.serial_number != signing_request.serial_number:
-                raise PermanentEngineError(  # the record is keyed by the serial it allocated
-                    f"CA engine {engine_id} issued serial {issued.certificate.serial_number:x} "
-                    f"instead of the recorded {record.serial}"
+            issued_serial = issued.certificate.serial_number
+            if issued_serial != signing_request.serial_number and not (
+                self.router.engine(engine_id).capabilities().assigns_serial_numbers
+            ):
+                raise PermanentEngineError(
+                    f"CA engine {engine_id} issued serial {issued_serial:x} instead of "
+                    f"the requested {record.serial}"
                 )
             stage = "recording"
-            fields = self._issued_fields(engine_id, issued)
-            if previous is None:
-                return self.inventory.mark_issued(record, **fields)
-            return self.inventory.complete_renewal(record, previous, **fields)
+            return self.inventory.record_issued(
+                record,
+                issued_serial=issued_serial,
+                previous=previous,
+                **self._issued_fields(engine_id, issued),
+            )
         except Exception as error:
             code = _failure_code(error)
             message = error.message if isinstance(error, CertplaneError) else str(error)

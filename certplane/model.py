@@ -10,11 +10,11 @@ from enum import StrEnum
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 CERTIFICATE_ID_PATTERN = re.compile(r"^[0-9a-f]{40}$")
-SERIAL_PATTERN = re.compile(r"^(?:[0-9a-f]{2}:)*[0-9a-f]{1,32}$")
+SERIAL_PATTERN = re.compile(r"^(?:[0-9a-f]{2}:)*[0-9a-f]{1,40}$")
 
 
 class CertificateStatus(StrEnum):
@@ -69,7 +69,7 @@ def sha256_fingerprint(certificate: x509.Certificate) -> str:
 
 
 def key_algorithm(public_key: CertificatePublicKeyTypes) -> str:
-    """A short name for a public key: P-256, P-384, Ed25519, RSA-2048, or what it is."""
+    """A short name for a public key: P-256, P-384, Ed25519, RSA-2048, ML-DSA-65, or what it is."""
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(
             public_key.curve.name, public_key.curve.name
@@ -78,4 +78,7 @@ def key_algorithm(public_key: CertificatePublicKeyTypes) -> str:
         return "Ed25519"
     if isinstance(public_key, rsa.RSAPublicKey):
         return f"RSA-{public_key.key_size}"
+    for level in ("44", "65", "87"):  # FIPS 204 names, as profiles spell them
+        if isinstance(public_key, getattr(mldsa, f"MLDSA{level}PublicKey")):
+            return f"ML-DSA-{level}"
     return type(public_key).__name__

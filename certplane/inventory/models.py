@@ -117,6 +117,7 @@ class CertificateRecord(Model):
     certificate_id = UnicodeAttribute(null=True)
     certificate_pem = UnicodeAttribute(null=True)
     chain_pem = UnicodeAttribute(null=True)
+    allocated_serial = UnicodeAttribute(null=True)
     renewed_from = UnicodeAttribute(null=True)
     superseded_by = UnicodeAttribute(null=True)
     revocation_reason = UnicodeAttribute(null=True)

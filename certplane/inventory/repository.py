@@ -168,35 +168,70 @@ class Inventory:
         record.expiry_key = keys.expiry_sort_key(not_after, serial)
         record.expire_at = int((not_after + RETENTION_AFTER_EXPIRY).timestamp())
 
-    def mark_issued(self, record: CertificateRecord, **issued: Any) -> CertificateRecord:
-        self._apply_issued(record, **issued)
-        record.save(condition=CertificateRecord.status == CertificateStatus.PENDING.value)
-        return record
-
-    def complete_renewal(
-        self, record: CertificateRecord, previous: CertificateRecord, **issued: Any
+    def record_issued(
+        self,
+        intent: CertificateRecord,
+        *,
+        issued_serial: int,
+        previous: CertificateRecord | None = None,
+        **issued: Any,
     ) -> CertificateRecord:
-        """Issue the new record and supersede the previous one in one transaction."""
+        """PENDING → ISSUED (and a renewed certificate → SUPERSEDED) in one transaction.
+
+        When the CA chose its own serial (AWS Private CA), the record moves to that serial's
+        key in the same transaction and the intent record is removed; the issued record keeps
+        the allocated serial in `allocated_serial`.
+        """
+        record = intent
+        if issued_serial != int(intent.serial, 16):
+            record = self._rekeyed(intent, issued_serial)
         self._apply_issued(record, **issued)
-        previous_status = CertificateStatus(previous.status)
-        self._leave_live_status(previous, CertificateStatus.SUPERSEDED)
-        previous.superseded_by = record.pk
+        pending = CertificateRecord.status == CertificateStatus.PENDING.value
+        if record is intent and previous is None:
+            record.save(condition=pending)
+            return record
         try:
             connection = CertificateRecord._get_connection().connection
             with TransactWrite(connection=connection) as transaction:
-                transaction.save(
-                    record, condition=CertificateRecord.status == CertificateStatus.PENDING.value
-                )
-                transaction.save(
-                    previous, condition=CertificateRecord.status == previous_status.value
-                )
+                if record is intent:
+                    transaction.save(record, condition=pending)
+                else:
+                    transaction.save(record, condition=CertificateRecord.pk.does_not_exist())
+                    transaction.delete(intent, condition=pending)
+                if previous is not None:
+                    previous_status = previous.status
+                    self._leave_live_status(previous, CertificateStatus.SUPERSEDED)
+                    previous.superseded_by = record.pk
+                    transaction.save(
+                        previous, condition=CertificateRecord.status == previous_status
+                    )
         except TransactWriteError:
-            previous.refresh()
+            if previous is not None:
+                previous.refresh()
             raise Conflict(
                 "invalid_state",
-                f"certificate {previous.serial} changed while it was being renewed",
+                f"certificate {record.serial} could not be recorded: its intent or the "
+                "certificate it renews changed meanwhile",
             ) from None
         return record
+
+    def _rekeyed(self, intent: CertificateRecord, serial: int) -> CertificateRecord:
+        """A copy of the intent record under another serial (the one the CA assigned)."""
+        values = {
+            name: getattr(intent, name)
+            for name in CertificateRecord.get_attributes()
+            if name != "version"
+        }
+        values.update(
+            pk=keys.record_key(intent.tenant, serial),
+            serial=format_serial(serial),
+            allocated_serial=intent.serial,
+            created_key=keys.created_key(intent.created_at, serial),
+            status_key=self._status_key(
+                intent.tenant, intent.ca_id, CertificateStatus.PENDING, serial
+            ),
+        )
+        return CertificateRecord(**values)
 
     def mark_failed(self, record: CertificateRecord, code: str, message: str) -> CertificateRecord:
         record.status = CertificateStatus.FAILED.value
@@ -283,7 +318,7 @@ class Inventory:
         record: CertificateRecord | None = None
         if CERTIFICATE_ID_PATTERN.match(reference):
             record = self.get_by_certificate_id(tenant, reference)
-        else:
+        if record is None:  # a 20-octet serial (AWS Private CA) is also 40 hex digits
             serial = parse_serial(reference)
             if serial is None:
                 raise RequestRejected(

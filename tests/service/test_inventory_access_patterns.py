@@ -71,8 +71,9 @@ def put_issued(
         inventory, tenant, serial=serial, profile=profile, device_id=device_id, ca_id=ca_id
     )
     not_after = not_after or BASE + datetime.timedelta(days=100)
-    return inventory.mark_issued(
+    return inventory.record_issued(
         record,
+        issued_serial=serial_of(record),
         ca_id=ca_id,
         issuer="CN=certplane local-dev Issuing CA,O=certplane",
         subject=f"CN={device_id}",
@@ -350,9 +351,10 @@ def test_expiry_window_returns_exactly_what_is_due(inventory, dynamo_calls):
     inventory.mark_revoked(revoked, "keyCompromise", BASE)
     superseded_previous = put_issued(inventory, not_after=start + datetime.timedelta(hours=3))
     renewal = put_pending(inventory)
-    inventory.complete_renewal(
+    inventory.record_issued(
         renewal,
-        superseded_previous,
+        issued_serial=serial_of(renewal),
+        previous=superseded_previous,
         ca_id="local-dev",
         issuer="CN=issuer",
         subject="CN=dev-1",

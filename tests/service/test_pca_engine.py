@@ -42,8 +42,7 @@ from certbridge.engines.pca import (
     template_arn,
 )
 from certplane.config import Settings
-from certplane.errors import RequestRejected
-from certplane.lifecycle import IssueRequest
+from certplane.lifecycle import IssueRequest, RenewRequest
 from certplane.policy import plan_certificate
 from tests.engine_factories import pca_moto
 
@@ -883,13 +882,16 @@ def test_the_moto_certificate_verifies_against_the_engine_chain(moto_engine, tmp
     moto_engine.revoke(issued.certificate.serial_number, x509.ReasonFlags.superseded, NOW)
 
 
-def test_the_lifecycle_refuses_pca_routes_before_signing(aws, make_lifecycle, tmp_path) -> None:
-    """PCA picks serials; records are keyed by the serial allocated before signing. Until the
-    inventory can re-key a record, the lifecycle refuses such routes (and signs nothing)."""
+def test_the_lifecycle_records_pca_certificates_under_the_serial_pca_chose(
+    aws, make_lifecycle, tmp_path, events
+) -> None:
+    """PCA picks serials: the intent record (keyed by the allocated serial) is replaced, in the
+    transaction that marks it ISSUED, by a record keyed by the serial PCA issued."""
     engine = pca_moto.make_engine(tmp_path)
-    calls: list[str] = []
+    revocations: list[dict] = []
     engine._client.meta.events.register(
-        "before-call.acm-pca.IssueCertificate", lambda **_: calls.append("issue")
+        "provide-client-params.acm-pca.RevokeCertificate",
+        lambda params, **_: revocations.append(dict(params)),
     )
     settings = Settings.from_toml(
         f"""
@@ -910,25 +912,53 @@ route = ["pca"]
 """
     )
     lifecycle = make_lifecycle(settings, {"pca": engine})
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device-1")]))
-        .sign(key, hashes.SHA256())
-    )
-    with pytest.raises(RequestRejected, match="assigns serials") as caught:
-        lifecycle.issue(
-            IssueRequest(
-                tenant="default",
-                profile="device",
-                csr=csr.public_bytes(serialization.Encoding.PEM).decode(),
-                requester="alice",
-            )
+
+    def csr_for(key: ec.EllipticCurvePrivateKey) -> str:
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device-1")]))
+            .sign(key, hashes.SHA256())
         )
-    assert caught.value.code == "ca_refused"
-    assert calls == []
+        return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+    record = lifecycle.issue(
+        IssueRequest(
+            tenant="default",
+            profile="device",
+            csr=csr_for(ec.generate_private_key(ec.SECP256R1())),
+            requester="alice",
+        )
+    )
+    certificate = x509.load_pem_x509_certificate(record.certificate_pem.encode())
+    assert record.status == "ISSUED"
+    assert int(record.serial, 16) == certificate.serial_number
+    assert record.allocated_serial and record.allocated_serial != record.serial
     items = aws.dynamodb.scan(TableName="certplane-inventory")["Items"]
-    assert [item["status"]["S"] for item in items] == ["FAILED"]
+    assert [(item["serial"]["S"], item["status"]["S"]) for item in items] == [
+        (record.serial, "ISSUED")
+    ]
+    assert lifecycle.get("default", record.certificate_id).pk == record.pk
+
+    renewed = lifecycle.renew(
+        RenewRequest(
+            tenant="default",
+            reference=record.serial,
+            requester="alice",
+            csr=csr_for(ec.generate_private_key(ec.SECP256R1())),
+        )
+    )
+    assert lifecycle.get("default", record.serial).status == "SUPERSEDED"
+    assert renewed.renewed_from == record.pk
+    lifecycle.revoke("default", renewed.serial, "keyCompromise", "alice")
+    assert revocations and revocations[-1]["RevocationReason"] == "KEY_COMPROMISE"
+    assert revocations[-1]["CertificateSerial"].replace(":", "").lstrip("0") == format(
+        x509.load_pem_x509_certificate(renewed.certificate_pem.encode()).serial_number, "x"
+    )
+    assert [detail_type for detail_type, _ in events()] == [
+        "Certificate Issued",
+        "Certificate Renewed",
+        "Certificate Revoked",
+    ]
 
 
 def test_the_runtime_builds_it_from_toml_options(aws) -> None:
