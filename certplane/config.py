@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 DEFAULT_CONFIG = "defaults/certplane.toml"
 KEY_ALGORITHMS = ("P-256", "P-384", "Ed25519", "RSA")
+# Post-quantum subject keys (FIPS 204) are accepted only where a profile lists them: the
+# default stays classic so a profile written before ML-DSA existed does not start taking it.
+KNOWN_KEY_ALGORITHMS = (*KEY_ALGORITHMS, "ML-DSA-44", "ML-DSA-65", "ML-DSA-87")
 EXTENDED_KEY_USAGES = ("serverAuth", "clientAuth", "codeSigning", "emailProtection")
 SUBJECT_ATTRIBUTES = ("CN", "O", "OU", "C", "L", "ST", "serialNumber")
 
@@ -99,9 +102,11 @@ class Profile(_Strict):
     @field_validator("key_algorithms")
     @classmethod
     def _known_algorithms(cls, value: list[str]) -> list[str]:
-        unknown = set(value) - set(KEY_ALGORITHMS)
+        unknown = set(value) - set(KNOWN_KEY_ALGORITHMS)
         if unknown:
-            raise ValueError(f"unknown key algorithms {sorted(unknown)}; known: {KEY_ALGORITHMS}")
+            raise ValueError(
+                f"unknown key algorithms {sorted(unknown)}; known: {KNOWN_KEY_ALGORITHMS}"
+            )
         return value
 
     @field_validator("extended_key_usages")

@@ -1,8 +1,9 @@
 """A software CA whose root and issuing keys live in files (dev, tests, air-gapped labs).
 
-On first use it creates a P-256 root and a P-256 issuing CA in a temporary folder and renames
-the folder into place, so two processes starting at once agree on one CA. Keys are written
-with mode 0600 and never leave this module except as signatures.
+On first use it creates a root and an issuing CA of one algorithm (P-256 by default, or
+ML-DSA-44/65/87 for a post-quantum hierarchy) in a temporary folder and renames the folder
+into place, so two processes starting at once agree on one CA. Keys are written with mode
+0600 and never leave this module except as signatures.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, mldsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificateIssuerPublicKeyTypes,
+)
 from cryptography.x509.oid import NameOID
 
 from certbridge.interface import (
@@ -23,11 +28,21 @@ from certbridge.interface import (
     PermanentEngineError,
     SigningRequest,
 )
+from certbridge.remote_signing import key_kind
 
 ROOT_VALIDITY = datetime.timedelta(days=20 * 365)
 ISSUING_VALIDITY = datetime.timedelta(days=10 * 365)
 CA_BACKDATE = datetime.timedelta(hours=1)  # leaves are backdated too; issuers must cover them
-SUBJECT_KEY_ALGORITHMS = ("P-256", "P-384", "Ed25519", "RSA")
+# Any of these can be certified whatever the CA's own algorithm: policy picks per profile.
+SUBJECT_KEY_ALGORITHMS = ("P-256", "P-384", "Ed25519", "RSA", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87")
+DEFAULT_ALGORITHM = "P-256"
+# CA algorithm -> the signature algorithm as cryptography names it in the certificates.
+SIGNING_ALGORITHMS = {
+    "P-256": "ecdsa-with-SHA256",
+    "ML-DSA-44": "ML-DSA-44",
+    "ML-DSA-65": "ML-DSA-65",
+    "ML-DSA-87": "ML-DSA-87",
+}
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -44,7 +59,8 @@ def _write_public(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _ca_name(common_name: str, organization: str) -> x509.Name:
+def ca_name(common_name: str, organization: str) -> x509.Name:
+    """`O=<organization>, CN=<common name>`: the CA subject every certplane-made CA uses."""
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
@@ -53,15 +69,41 @@ def _ca_name(common_name: str, organization: str) -> x509.Name:
     )
 
 
-def _ca_certificate(
+def _check_algorithm(algorithm: str) -> str:
+    if algorithm not in SIGNING_ALGORITHMS:
+        raise PermanentEngineError(
+            f"the local CA supports {sorted(SIGNING_ALGORITHMS)}, not {algorithm!r}"
+        )
+    return algorithm
+
+
+def _generate_key(algorithm: str) -> CertificateIssuerPrivateKeyTypes:
+    if algorithm == "P-256":
+        return ec.generate_private_key(ec.SECP256R1())
+    levels = {
+        "ML-DSA-44": mldsa.MLDSA44PrivateKey,
+        "ML-DSA-65": mldsa.MLDSA65PrivateKey,
+        "ML-DSA-87": mldsa.MLDSA87PrivateKey,
+    }
+    return levels[_check_algorithm(algorithm)].generate()
+
+
+def _digest(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | None:
+    """ECDSA P-256 pairs with SHA-256; ML-DSA signs the message itself (no digest argument)."""
+    return hashes.SHA256() if isinstance(key, ec.EllipticCurvePrivateKey) else None
+
+
+def ca_certificate_builder(
     subject: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
+    public_key: CertificateIssuerPublicKeyTypes,
     issuer: x509.Name,
-    issuer_key: ec.EllipticCurvePrivateKey,
+    issuer_public_key: CertificateIssuerPublicKeyTypes,
     not_before: datetime.datetime,
     not_after: datetime.datetime,
     path_length: int | None,
-) -> x509.Certificate:
+) -> x509.CertificateBuilder:
+    """An unsigned root or issuing CA certificate; shared with engines whose keys sign elsewhere
+    (KMS), so every certplane CA hierarchy has the same shape whatever holds its keys."""
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -87,24 +129,44 @@ def _ca_certificate(
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key),
             critical=False,
         )
-        .sign(issuer_key, hashes.SHA256())
     )
 
 
-def create_local_ca(directory: Path, name: str, organization: str = "certplane") -> None:
-    """Create root and issuing CA files in `directory` unless another process already did."""
+def _ca_certificate(
+    subject: x509.Name,
+    public_key: CertificateIssuerPublicKeyTypes,
+    issuer: x509.Name,
+    issuer_key: CertificateIssuerPrivateKeyTypes,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+    path_length: int | None,
+) -> x509.Certificate:
+    builder = ca_certificate_builder(
+        subject, public_key, issuer, issuer_key.public_key(), not_before, not_after, path_length
+    )
+    return builder.sign(issuer_key, _digest(issuer_key))
+
+
+def create_local_ca(
+    directory: Path, name: str, organization: str = "certplane", algorithm: str = DEFAULT_ALGORITHM
+) -> None:
+    """Create root and issuing CA files in `directory` unless another process already did.
+
+    Root and issuing CA share `algorithm`: a post-quantum hierarchy is only as strong as its
+    weakest signature, so an ML-DSA issuing CA under a P-256 root would gain nothing.
+    """
     if (directory / "issuing.pem").exists():
         return
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - CA_BACKDATE
-    root_key = ec.generate_private_key(ec.SECP256R1())
-    issuing_key = ec.generate_private_key(ec.SECP256R1())
-    root_name = _ca_name(f"{name} Root CA", organization)
-    issuing_name = _ca_name(f"{name} Issuing CA", organization)
+    root_key = _generate_key(algorithm)
+    issuing_key = _generate_key(algorithm)
+    root_name = ca_name(f"{name} Root CA", organization)
+    issuing_name = ca_name(f"{name} Issuing CA", organization)
     root = _ca_certificate(
         root_name, root_key.public_key(), root_name, root_key, now, now + ROOT_VALIDITY, None
     )
@@ -132,16 +194,32 @@ def create_local_ca(directory: Path, name: str, organization: str = "certplane")
         staging.rmdir()
 
 
+def _is_issuer_key(key: object) -> bool:
+    return isinstance(
+        key,
+        ec.EllipticCurvePrivateKey
+        | mldsa.MLDSA44PrivateKey
+        | mldsa.MLDSA65PrivateKey
+        | mldsa.MLDSA87PrivateKey,
+    )
+
+
 class LocalCAEngine:
-    """Signs with a P-256 issuing CA whose key is a file under the engine's directory."""
+    """Signs with an issuing CA (P-256 or ML-DSA) whose key is a file under the directory."""
 
     def __init__(
-        self, engine_id: str, directory: str | Path, name: str | None = None, create: bool = True
+        self,
+        engine_id: str,
+        directory: str | Path,
+        name: str | None = None,
+        create: bool = True,
+        algorithm: str = DEFAULT_ALGORITHM,
     ) -> None:
         self._engine_id = engine_id
         self._directory = Path(directory)
+        self._algorithm = _check_algorithm(algorithm)
         if create:
-            create_local_ca(self._directory, name or f"certplane {engine_id}")
+            create_local_ca(self._directory, name or f"certplane {engine_id}", algorithm=algorithm)
         elif not (self._directory / "issuing.pem").exists():
             raise PermanentEngineError(
                 f"local CA {engine_id}: no CA in {self._directory} and creation is disabled"
@@ -153,9 +231,18 @@ class LocalCAEngine:
         key = serialization.load_pem_private_key(
             (self._directory / "issuing.key").read_bytes(), password=None
         )
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{self._directory}/issuing.key is not an EC key")
-        self._issuing_key = key
+        # A CA created earlier with another algorithm is never silently used instead.
+        found = key_kind(self._issuing.public_key())
+        if found != algorithm:
+            raise PermanentEngineError(
+                f"local CA {engine_id}: {self._directory} holds a {found} CA, "
+                f"not the configured {algorithm}"
+            )
+        if not _is_issuer_key(key) or key.public_key() != self._issuing.public_key():
+            raise PermanentEngineError(
+                f"local CA {engine_id}: issuing.key does not match issuing.pem"
+            )
+        self._issuing_key: CertificateIssuerPrivateKeyTypes = key
 
     @property
     def engine_id(self) -> str:
@@ -166,7 +253,7 @@ class LocalCAEngine:
         now = datetime.datetime.now(datetime.UTC)
         return Capabilities(
             engine_type="local",
-            signing_algorithm="ecdsa-with-SHA256",
+            signing_algorithm=SIGNING_ALGORITHMS[self._algorithm],
             subject_key_algorithms=SUBJECT_KEY_ALGORITHMS,
             max_validity=max(not_after - now, datetime.timedelta(0)),
             ca_not_after=not_after,
@@ -190,7 +277,7 @@ class LocalCAEngine:
         )
         for extension in request.extensions:
             builder = builder.add_extension(extension.value, critical=extension.critical)
-        certificate = builder.sign(self._issuing_key, hashes.SHA256())
+        certificate = builder.sign(self._issuing_key, _digest(self._issuing_key))
         return IssuedCertificate(certificate=certificate, chain=self.chain())
 
     def revoke(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,11 +54,12 @@ class Client:
 
 
 @pytest.fixture
-def client(make_lifecycle: LifecycleFactory, local_engine: LocalCAEngine) -> Client:
+def client(make_lifecycle: LifecycleFactory, local_engine: LocalCAEngine, tmp_path: Path) -> Client:
     settings = Settings.load()
+    pqc_engine = LocalCAEngine("local-pqc", tmp_path / "ca-local-pqc", algorithm="ML-DSA-65")
     runtime = Runtime(
         settings=settings,
-        lifecycle=make_lifecycle(settings, {"local-dev": local_engine}),
+        lifecycle=make_lifecycle(settings, {"local-dev": local_engine, "local-pqc": pqc_engine}),
         credentials=CredentialStore(),
     )
     token = runtime.credentials.create_token(TENANT, "alice")
@@ -135,11 +137,15 @@ def test_paging_walks_every_certificate_once(client: Client, csrs: CsrFactory) -
 
 def test_profiles_cas_openapi_and_health(client: Client) -> None:
     status, profiles = client.call("GET", "/v1/profiles")
-    assert {p["name"] for p in profiles["items"]} == {"device", "server", "compact"}
+    assert {p["name"] for p in profiles["items"]} == {"device", "server", "compact", "pqc"}
     status, cas = client.call("GET", "/v1/cas")
-    (ca,) = cas["items"]
-    assert ca["id"] == "local-dev" and ca["capabilities"]["supports_revocation"] is True
-    assert len(x509.load_pem_x509_certificates(ca["chain_pem"].encode())) == 2
+    by_id = {ca["id"]: ca for ca in cas["items"]}
+    assert set(by_id) == {"local-dev", "local-pqc"}
+    for ca in by_id.values():
+        assert ca["capabilities"]["supports_revocation"] is True
+        assert len(x509.load_pem_x509_certificates(ca["chain_pem"].encode())) == 2
+    assert by_id["local-dev"]["capabilities"]["signing_algorithm"] == "ecdsa-with-SHA256"
+    assert by_id["local-pqc"]["capabilities"]["signing_algorithm"] == "ML-DSA-65"
     status, spec = client.call("GET", "/v1/openapi.json", token=None)
     assert status == 200 and "/v1/certificates/{reference}/revoke" in spec["paths"]
     assert client.call("GET", "/health", token=None) == (200, {"status": "ok"})
