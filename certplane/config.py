@@ -85,6 +85,9 @@ class Profile(_Strict):
     aliases: list[str] = Field(default_factory=list)
     lite_variant: str | None = None
     requires_approval: bool = False
+    # Only route engines signing with this algorithm (cryptography's name, e.g.
+    # "ecdsa-with-SHA256", "ML-DSA-65") are used: changing it re-routes, clients unchanged.
+    signature_algorithm: str | None = None
     key_identifier_bytes: int | None = Field(default=None, ge=8, le=20)
     serial_bytes: int = Field(default=16, ge=9, le=16)
     basic_constraints: bool = True

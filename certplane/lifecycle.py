@@ -246,11 +246,15 @@ class Lifecycle:
         return profile
 
     def _ca_not_after(self, profile: Profile) -> datetime.datetime:
-        """The earliest notAfter of the route's CAs, so failover never outlives its issuer."""
+        """The earliest notAfter of the eligible CAs, so failover never outlives its issuer."""
         try:
+            eligible = self.router.eligible(profile.route, profile.signature_algorithm)
+            if not eligible:
+                raise ServiceUnavailable(
+                    "ca_unavailable", f"no CA of profile {profile.name}'s route is available"
+                )
             return min(
-                self.router.engine(engine_id).capabilities().ca_not_after
-                for engine_id in profile.route
+                self.router.engine(engine_id).capabilities().ca_not_after for engine_id in eligible
             )
         except EngineError as error:
             raise ServiceUnavailable("ca_unavailable", str(error)) from None
@@ -394,7 +398,19 @@ class Lifecycle:
         )
         stage = "signing"
         try:
-            engine_id, issued = self.router.issue(profile.route, signing_request)
+            engine_id, issued = self.router.issue(
+                profile.route,
+                signing_request,
+                profile.signature_algorithm,
+                on_unavailable=lambda ca, engine, error: self._publish(
+                    DetailType.CA_UNAVAILABLE,
+                    record.tenant,
+                    record.requester,
+                    ca=ca,
+                    engine=engine.capabilities().engine_type,
+                    error=str(error)[:1000],
+                ),
+            )
             issued_serial = issued.certificate.serial_number
             if issued_serial != signing_request.serial_number and not (
                 self.router.engine(engine_id).capabilities().assigns_serial_numbers

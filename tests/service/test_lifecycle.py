@@ -41,6 +41,7 @@ ISSUED = "Certificate Issued"
 RENEWED = "Certificate Renewed"
 REVOKED = "Certificate Revoked"
 FAILED = "Certificate Issuance Failed"
+UNAVAILABLE = "CA Unavailable"
 
 TWO_CA_CONFIG = """
 expiry_shards = 4
@@ -334,7 +335,9 @@ def test_signing_failure_leaves_a_failed_record_and_one_event(
     )
 
     published = events()
-    assert types(published) == [FAILED]
+    assert types(published) == [UNAVAILABLE, FAILED]
+    assert published[0][1]["ca"] == "local-dev" and "HSM unreachable" in published[0][1]["error"]
+    published = published[1:]
     detail = published[0][1]
     assert detail["failure"]["code"] == "ca_unavailable"
     assert detail["failure"]["stage"] == "signing"
@@ -358,8 +361,9 @@ def test_failover_to_the_next_engine_of_the_route(make_lifecycle, tmp_path, csrs
     assert record.status_key.startswith("default#secondary#ISSUED#")
     certificate_of(record).verify_directly_issued_by(secondary.chain()[0])
     published = events()
-    assert types(published) == [ISSUED]
-    assert published[0][1]["certificate"]["ca"] == "secondary"
+    assert types(published) == [UNAVAILABLE, ISSUED]
+    assert (published[0][1]["ca"], published[0][1]["engine"]) == ("primary", "local")
+    assert published[1][1]["certificate"]["ca"] == "secondary"
     assert list(
         lifecycle.inventory.serials_by_status("default", "secondary", CertificateStatus.ISSUED)
     ) == [record.serial]
@@ -374,7 +378,8 @@ def test_every_engine_down_fails_once(make_lifecycle, tmp_path, csrs, events, aw
         lifecycle.issue(issue_request(csrs.pem("P-256")))
     assert (primary.calls, secondary.calls) == (1, 1)
     assert [item["status"]["S"] for item in all_items(aws)] == ["FAILED"]
-    assert types(events()) == [FAILED]
+    # Each engine turned unavailable once; the request failed once.
+    assert types(events()) == [UNAVAILABLE, UNAVAILABLE, FAILED]
 
 
 def test_a_permanent_error_does_not_fail_over(make_lifecycle, tmp_path, csrs, events, aws):
