@@ -85,3 +85,25 @@ class CAEngine(Protocol):
     ) -> None: ...
 
     def chain(self) -> tuple[x509.Certificate, ...]: ...
+
+
+@runtime_checkable
+class CRLSigningEngine(Protocol):
+    """An engine that can sign CRLs with its CA key (capabilities().supports_crl_signing).
+
+    Optional: engines whose back end cannot sign an arbitrary CRL (AWS Private CA, ACME) do
+    not implement it and report supports_crl_signing=False.
+    """
+
+    def sign_crl(
+        self, builder: x509.CertificateRevocationListBuilder
+    ) -> x509.CertificateRevocationList:
+        """Set the issuer name and AuthorityKeyIdentifier on `builder` and sign it."""
+        ...
+
+
+def crl_signer(engine: CAEngine) -> CRLSigningEngine | None:
+    """The engine as a CRL signer, or None when it cannot sign CRLs (it says so itself)."""
+    if isinstance(engine, CRLSigningEngine) and engine.capabilities().supports_crl_signing:
+        return engine
+    return None

@@ -105,11 +105,14 @@ class EngineRouter:
         request: SigningRequest,
         signature_algorithm: str | None = None,
         on_unavailable: OnUnavailable | None = None,
+        prepare: Callable[[str, SigningRequest], SigningRequest] | None = None,
     ) -> tuple[str, IssuedCertificate]:
         """Sign through the first eligible engine that answers; returns (engine id, result).
 
         `on_unavailable` hears of an engine's failure when it turns unavailable (and again
-        every NOTIFY_INTERVAL while it stays so), not on every failed request.
+        every NOTIFY_INTERVAL while it stays so), not on every failed request. `prepare`
+        completes the request for the engine about to sign it (status URLs name the issuing
+        CA, which failover decides only here).
         """
         candidates = self.eligible(route, signature_algorithm)
         if not candidates:
@@ -118,9 +121,10 @@ class EngineRouter:
         last_error: TransientEngineError | None = None
         for engine_id in candidates:
             engine = self.engine(engine_id)
+            engine_request = prepare(engine_id, request) if prepare else request
             try:
-                lint_signing_request(request, engine.capabilities())
-                issued = engine.issue(request)
+                lint_signing_request(engine_request, engine.capabilities())
+                issued = engine.issue(engine_request)
             except TransientEngineError as error:
                 logger.warning("engine %s unavailable, failing over: %s", engine_id, error)
                 last_error = error

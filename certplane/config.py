@@ -100,6 +100,11 @@ class Profile(_Strict):
     default_validity_days: int = Field(gt=0, le=3650)
     backdate_seconds: int = Field(default=300, ge=0, le=3600)
     common_name_in_san: bool = False
+    # Status pointers written into each certificate (certplane.status): a CRL Distribution
+    # Point naming the certificate's CRL shard, and an AIA OCSP URL. Off for profiles whose
+    # certificates must stay tiny (compact) or are revoked by expiry alone (short-lived).
+    crl: bool = True
+    ocsp: bool = True
     route: list[str] = Field(min_length=1)
 
     @field_validator("key_algorithms")
@@ -134,6 +139,32 @@ class CARegistration(_Strict):
     engine: str
     name: str = ""
     options: dict[str, Any] = Field(default_factory=dict)
+    # CRL shards of this CA (else `[status] crl_shards`). Fixed once certificates carry it:
+    # a certificate's CDP names shard serial % crl_shards for its whole life.
+    crl_shards: int | None = Field(default=None, ge=1, le=65536)
+
+
+class StatusSettings(_Strict):
+    """Revocation and status publishing (certplane.status): CRLs and OCSP."""
+
+    # Base of the plain-HTTP status URLs (CDP, AIA); env CERTPLANE_STATUS_URL wins. Without
+    # one, certificates carry no CDP/AIA (there is nowhere to point them).
+    url: str | None = Field(default=None, pattern=r"^http://[^\s/?#]+(?:/[^\s?#]*)?$")
+    crl_shards: int = Field(default=4, ge=1, le=65536)
+    crl_full: bool = True  # also publish one whole CRL per CA (small fleets; off at scale)
+    crl_validity_hours: int = Field(default=24, ge=1, le=24 * 30)
+    crl_refresh_before_hours: int = Field(default=8, ge=0)
+    ocsp_validity_hours: int = Field(default=12, ge=1, le=24 * 7)
+    ocsp_signer_days: int = Field(default=30, ge=2, le=365)
+    ocsp_signer_renew_days: int = Field(default=7, ge=1)
+
+    @model_validator(mode="after")
+    def _windows(self) -> Self:
+        if self.crl_refresh_before_hours >= self.crl_validity_hours:
+            raise ValueError("crl_refresh_before_hours must be below crl_validity_hours")
+        if self.ocsp_signer_renew_days >= self.ocsp_signer_days:
+            raise ValueError("ocsp_signer_renew_days must be below ocsp_signer_days")
+        return self
 
 
 class Tenant(_Strict):
@@ -153,6 +184,7 @@ class Settings(_Strict):
     cas: list[CARegistration]
     expiry_shards: int = Field(default=8, ge=1, le=256)
     idempotency_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
+    status: StatusSettings = Field(default_factory=StatusSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Self:
@@ -175,6 +207,11 @@ class Settings(_Strict):
         if len(names) != len(set(names)):
             raise ValueError("profile names and aliases must be unique")
         return self
+
+    def crl_shards(self, ca_id: str) -> int:
+        """How many CRL shards CA `ca_id` publishes (its own setting, else the global one)."""
+        ca = next((ca for ca in self.cas if ca.id == ca_id), None)
+        return (ca.crl_shards if ca and ca.crl_shards else None) or self.status.crl_shards
 
     @cached_property
     def profiles_by_name(self) -> dict[str, Profile]:

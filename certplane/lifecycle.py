@@ -7,6 +7,7 @@ Every failure after the policy check leaves a FAILED record; every failure puts 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ from certbridge import (
     SigningRequest,
     TransientEngineError,
 )
-from certbridge.interface import IssuedCertificate
+from certbridge.interface import IssuedCertificate, crl_signer
 from certplane.config import Profile, Settings
 from certplane.errors import CertplaneError, Conflict, RequestRejected, ServiceUnavailable
 from certplane.events import DetailType, EventPublisher, build_detail, certificate_summary
@@ -57,6 +58,8 @@ from certplane.policy import (
     plan_certificate,
     requested_sans,
 )
+from certplane.status.state import mark_dirty
+from certplane.status.urls import crl_shard, status_extensions, status_urls
 
 logger = logging.getLogger(__name__)
 MAX_DEVICE_ID_LENGTH = 128
@@ -137,6 +140,7 @@ class Lifecycle:
         self.router = router
         self.publisher = publisher
         self._run_once: Callable[..., dict[str, Any]] | None = None
+        self._status_urls = status_urls(settings)
         self._idempotency_config: IdempotencyConfig | None = None
         if idempotency_store is not None:
             config = self._idempotency_config = IdempotencyConfig(
@@ -185,6 +189,7 @@ class Lifecycle:
         except TransientEngineError as error:
             raise ServiceUnavailable("ca_unavailable", f"CA {record.ca_id}: {error}") from None
         record = self.inventory.mark_revoked(record, flag.value, revoked_at)
+        self._crl_due(record)
         self._publish(
             DetailType.REVOKED,
             tenant,
@@ -196,6 +201,33 @@ class Lifecycle:
             },
         )
         return record
+
+    def _crl_due(self, record: CertificateRecord) -> None:
+        """The revoked certificate's CRL shard is due (debounced: the scheduler publishes)."""
+        if crl_signer(self.router.engine(record.ca_id)) is None:
+            return
+        shard = crl_shard(int(record.serial, 16), self.settings.crl_shards(record.ca_id))
+        try:
+            mark_dirty(record.ca_id, shard)
+        except Exception:  # the revocation stands; the CRL follows at its next refresh
+            logger.exception("could not mark CRL shard %s/%s due", record.ca_id, shard)
+
+    def _with_status(
+        self, profile: Profile, engine_id: str, request: SigningRequest
+    ) -> SigningRequest:
+        """Add CDP and AIA naming the engine that signs: only CAs whose status we publish."""
+        if crl_signer(self.router.engine(engine_id)) is None:
+            return request
+        extensions = status_extensions(
+            profile,
+            self._status_urls,
+            engine_id,
+            request.serial_number,
+            self.settings.crl_shards(engine_id),
+        )
+        if not extensions:
+            return request
+        return dataclasses.replace(request, extensions=request.extensions + extensions)
 
     def get(self, tenant: str, reference: str) -> CertificateRecord:
         return self.inventory.find(tenant, reference)
@@ -410,6 +442,7 @@ class Lifecycle:
                     engine=engine.capabilities().engine_type,
                     error=str(error)[:1000],
                 ),
+                prepare=lambda engine_id, request: self._with_status(profile, engine_id, request),
             )
             issued_serial = issued.certificate.serial_number
             if issued_serial != signing_request.serial_number and not (

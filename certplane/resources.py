@@ -18,6 +18,8 @@ from certplane.inventory.models import (
     INVENTORY_TABLE_ENV,
     CertificateRecord,
 )
+from certplane.status.state import STATUS_TABLE_DEFAULT, STATUS_TABLE_ENV, StatusState
+from certplane.status.store import STATUS_BUCKET_DEFAULT, STATUS_BUCKET_ENV
 
 IDEMPOTENCY_TABLE_ENV = "CERTPLANE_IDEMPOTENCY_TABLE"
 CONFIG_ENV = "CERTPLANE_CONFIG"
@@ -126,7 +128,24 @@ IDEMPOTENCY = TableSpec(
     KeySpec("id"),
     ttl_attribute="expiration",
 )
-TABLES = (INVENTORY, PRINCIPALS, IDEMPOTENCY)
+# CRL numbers and which CRLs are due (certplane.status.state); keys lead with the CA.
+STATUS = table_from_model("Status", StatusState, STATUS_TABLE_ENV, STATUS_TABLE_DEFAULT)
+TABLES = (INVENTORY, PRINCIPALS, IDEMPOTENCY, STATUS)
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """An S3 bucket and the env var carrying its name."""
+
+    logical_id: str
+    default_name: str
+    env_var: str
+
+
+# Published CRLs and CA certificates, keyed as their status URL paths (certplane.status.urls);
+# CloudFront serves it over plain HTTP in AWS, `certplane dev`'s status port locally.
+STATUS_BUCKET = BucketSpec("StatusBucket", STATUS_BUCKET_DEFAULT, STATUS_BUCKET_ENV)
+BUCKETS = (STATUS_BUCKET,)
 
 
 @dataclass(frozen=True)
@@ -188,6 +207,26 @@ EST = FunctionSpec(
     path_prefixes=("/.well-known/est",),
 )
 FUNCTIONS = (MANAGEMENT_API, CERTIFIER_API, EST)
+# The status layer's functions are served on the plain-HTTP status origin, not the API: the
+# OCSP responder behind CloudFront (AWS) or `certplane dev --status-port`; the CRL publisher
+# runs on a schedule (EventBridge Scheduler, every minute) and has no path.
+OCSP = FunctionSpec(
+    logical_id="Ocsp",
+    handler="lambdas.ocsp.handler",
+    description="OCSP responder (RFC 6960) for the CAs whose status certplane publishes",
+    read_tables=(INVENTORY,),
+    environment={"POWERTOOLS_SERVICE_NAME": "certplane-ocsp"},
+    path_prefixes=("/ocsp",),
+)
+CRL_PUBLISHER = FunctionSpec(
+    logical_id="CrlPublisher",
+    handler="lambdas.crl_publisher.handler",
+    description="Regenerates due CRL shards and publishes them to the status bucket",
+    read_write_tables=(INVENTORY, STATUS),
+    puts_events=True,
+    environment={"POWERTOOLS_SERVICE_NAME": "certplane-crl-publisher"},
+)
+STATUS_FUNCTIONS = (OCSP, CRL_PUBLISHER)
 
 
 @dataclass(frozen=True)
@@ -209,4 +248,6 @@ def environment(names: dict[str, str] | None = None) -> dict[str, str]:
     names = names or {}
     values = {spec.env_var: names.get(spec.logical_id, spec.default_name) for spec in TABLES}
     values[EVENT_BUS.env_var] = names.get(EVENT_BUS.logical_id, EVENT_BUS.default_name)
+    for bucket in BUCKETS:
+        values[bucket.env_var] = names.get(bucket.logical_id, bucket.default_name)
     return values

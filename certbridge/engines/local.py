@@ -258,7 +258,7 @@ class LocalCAEngine:
             max_validity=max(not_after - now, datetime.timedelta(0)),
             ca_not_after=not_after,
             supports_revocation=True,
-            supports_crl_signing=False,  # CRL signing arrives with the revocation layer
+            supports_crl_signing=True,
         )
 
     def issue(self, request: SigningRequest) -> IssuedCertificate:
@@ -279,6 +279,16 @@ class LocalCAEngine:
             builder = builder.add_extension(extension.value, critical=extension.critical)
         certificate = builder.sign(self._issuing_key, _digest(self._issuing_key))
         return IssuedCertificate(certificate=certificate, chain=self.chain())
+
+    def sign_crl(
+        self, builder: x509.CertificateRevocationListBuilder
+    ) -> x509.CertificateRevocationList:
+        """Sign a CRL as the issuing CA: its name, its key identifier, its key."""
+        builder = builder.issuer_name(self._issuing.subject).add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(self._issuing_key.public_key()),
+            critical=False,
+        )
+        return builder.sign(self._issuing_key, _digest(self._issuing_key))
 
     def revoke(
         self, serial_number: int, reason: x509.ReasonFlags, revoked_at: datetime.datetime

@@ -90,6 +90,9 @@ def _deliver(view: dict[str, Any], out: Path | None, as_json: bool) -> None:
 def dev(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTPS port (0 picks a free one)")] = 8443,
+    status_port: Annotated[
+        int, typer.Option(help="Plain-HTTP status port: CRLs, CA certificates, OCSP (0: free)")
+    ] = 8080,
     home: Home = None,
     config: Annotated[Path | None, typer.Option(help="Configuration TOML")] = None,
     verbose: Annotated[bool, typer.Option(help="Log every request")] = False,
@@ -102,6 +105,7 @@ def dev(
         home or default_home(),
         host=host,
         port=port,
+        status_port=status_port,
         config=config,
         announce=lambda text: console.print(text, soft_wrap=True, highlight=False),
     )

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from certplane.resources import DEV_EVENT_TAP, EVENT_BUS, TABLES, environment
+from certplane.resources import BUCKETS, DEV_EVENT_TAP, EVENT_BUS, TABLES, environment
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -64,6 +64,9 @@ class EmbeddedAws:
                     TableName=name,
                     TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
                 )
+        s3 = boto3.client("s3")
+        for bucket in BUCKETS:
+            s3.create_bucket(Bucket=os.environ[bucket.env_var])
         events = boto3.client("events")
         bus_name = os.environ[EVENT_BUS.env_var]
         events.create_event_bus(Name=bus_name)

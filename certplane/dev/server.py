@@ -31,14 +31,21 @@ from certplane.dev.front import DevHttpServer
 from certplane.dev.home import DevHome, write_secret
 from certplane.dev.journal import Journal
 from certplane.dev.lambda_host import LambdaHost
+from certplane.dev.status_front import StatusHttpServer
 from certplane.lifecycle import IssueRequest
 from certplane.resources import CA_DIR_ENV, CONFIG_ENV, FunctionSpec
 from certplane.runtime import build_runtime
+from certplane.status.ocsp_signer import OCSP_DIR_ENV
+from certplane.status.service import build_status
+from certplane.status.urls import STATUS_URL_ENV
 
 logger = logging.getLogger(__name__)
 
 TLS_PROFILE = "server"
 TLS_RENEW_BEFORE = datetime.timedelta(days=7)
+# How often due CRLs are regenerated (the debounce of revocation → CRL); EventBridge
+# Scheduler plays this part in AWS.
+CRL_PUBLISH_INTERVAL_SECONDS = 2.0
 
 
 def _fsync_lines(path: Path, lines: list[str]) -> None:
@@ -58,10 +65,14 @@ class DevServer:
         port: int = 8443,
         config: Path | None = None,
         announce: Callable[[str], None] = print,
+        status_port: int = 8080,
     ) -> None:
         self.home = DevHome(home.expanduser().resolve())
         self.host = host
         self.port = port
+        self.status_port = status_port
+        self.status_httpd: StatusHttpServer | None = None
+        self._status_thread: threading.Thread | None = None
         self.config = config
         self.announce = announce
         self.httpd: DevHttpServer | None = None
@@ -74,14 +85,26 @@ class DevServer:
         self.journal = Journal(self.home.state)
         self.journal.install()
         os.environ[CA_DIR_ENV] = str(self.home.engines_dir)
+        os.environ[OCSP_DIR_ENV] = str(self.home.root / "ocsp")
         if self.config:
             os.environ[CONFIG_ENV] = str(self.config.resolve())
+        # The status port is bound first: its URL goes into every certificate issued.
+        self.status_httpd = StatusHttpServer(
+            (self.host, self.status_port),
+            lambda spec, event: self._invoke(spec, event),
+            lambda key: self._fetch_status(key),
+        )
+        self.status_port = self.status_httpd.server_address[1]
+        self.status_url = f"http://{self._url_host()}:{self.status_port}"
+        os.environ[STATUS_URL_ENV] = self.status_url
         self.aws = EmbeddedAws()
         self.aws.start()
         replayed = self.journal.restore(self.aws.table_names)
         self.journal.compact(self.aws.table_names)
         logger.info("restored state (%d journal writes replayed)", replayed)
         self.runtime = build_runtime()
+        self.status = build_status(self.runtime)
+        self.status.crl.publish_due(force=True)  # the bucket is fresh: publish everything
         self._export_ca()
         token = self._admin_token()
         self.bootstrap = prepare_bootstrap(
@@ -93,10 +116,31 @@ class DevServer:
         self.httpd = DevHttpServer((self.host, self.port), self._invoke, context)
         self.port = self.httpd.server_address[1]
         url = f"https://{self._url_host()}:{self.port}"
-        self.home.endpoint.write_text(
-            json.dumps({"url": url, "ca_file": str(self.home.root_pem)}, indent=2) + "\n"
-        )
+        self._start_status()
+        endpoint = {"url": url, "ca_file": str(self.home.root_pem), "status_url": self.status_url}
+        self.home.endpoint.write_text(json.dumps(endpoint, indent=2) + "\n")
         self._announce(url, token)
+
+    def _start_status(self) -> None:
+        """Serve the status port and regenerate due CRLs in the background."""
+        assert self.status_httpd is not None
+        threading.Thread(
+            target=self.status_httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+        ).start()
+        self._status_thread = threading.Thread(target=self._publish_loop, daemon=True)
+        self._status_thread.start()
+
+    def _publish_loop(self) -> None:
+        while not self._stopping.wait(CRL_PUBLISH_INTERVAL_SECONDS):
+            with self.lambdas.lock:
+                try:
+                    self.status.crl.publish_due()
+                finally:
+                    self._record_events()
+
+    def _fetch_status(self, key: str) -> tuple[bytes, str, str] | None:
+        with self.lambdas.lock:
+            return self.status.store.get(key)
 
     def _url_host(self) -> str:
         if self.host in ("0.0.0.0", "::", ""):
@@ -109,6 +153,7 @@ class DevServer:
             f"  management API  {url}/v1/certificates",
             f"  OpenAPI         {url}/v1/openapi.json",
             f"  health          {url}/health",
+            f"  status (HTTP)   {self.status_url}/crl/<ca>/<shard>.crl  {self.status_url}/ocsp",
             f"  root CA         {self.home.root_pem}",
             f"  chain           {self.home.chain_pem}",
             f"  admin token     {self.home.admin_token}",
@@ -246,6 +291,13 @@ class DevServer:
 
     def stop(self) -> None:
         """Graceful stop: no new requests, wait for the running one, compact state."""
+        self._stopping.set()
+        if self._status_thread is not None:  # serving started: stop the loop, then close
+            assert self.status_httpd is not None
+            self.status_httpd.shutdown()
+            self._status_thread.join(timeout=30)
+        if self.status_httpd is not None:
+            self.status_httpd.server_close()
         if self.httpd is not None:
             self.httpd.server_close()
         with self.lambdas.lock:

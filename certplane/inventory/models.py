@@ -122,6 +122,9 @@ class CertificateRecord(Model):
     superseded_by = UnicodeAttribute(null=True)
     revocation_reason = UnicodeAttribute(null=True)
     revoked_at = UTCDateTimeAttribute(null=True)
+    # The number of the CRL on which this revoked certificate appeared first after its expiry:
+    # it is left off every later CRL (RFC 5280 §3.3; DESIGN.md §3).
+    crl_final_number = NumberAttribute(null=True)
     failure_code = UnicodeAttribute(null=True)
     failure_message = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()

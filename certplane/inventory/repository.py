@@ -10,7 +10,7 @@ import base64
 import binascii
 import datetime
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -389,10 +389,18 @@ class Inventory:
             day += datetime.timedelta(days=1)
 
     def serials_by_status(
-        self, tenant: str, ca_id: str, status: CertificateStatus
+        self,
+        tenant: str,
+        ca_id: str,
+        status: CertificateStatus,
+        write_shards: Iterable[int] | None = None,
     ) -> Iterator[str]:
-        """Serials of one CA in one status (bulk revoke/reissue, CRL generation)."""
-        for shard in range(self.shards):
+        """Serials of one CA in one status (bulk revoke/reissue, CRL generation).
+
+        `write_shards` narrows the Query to some of the index's write shards (serial % shards):
+        a CRL shard needs only the write shards its serials can fall in.
+        """
+        for shard in range(self.shards) if write_shards is None else write_shards:
             for hit in CertificateRecord.by_status_ca.query(
                 keys.status_key(tenant, ca_id, status, shard)
             ):

@@ -25,12 +25,22 @@ class DevProcess:
         self.home = home
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
+        self.status_url = ""
 
     def start(self) -> DevProcess:
         endpoint = self.home / "endpoint.json"
         endpoint.unlink(missing_ok=True)
         self.process = subprocess.Popen(
-            [str(BIN / "certplane"), "dev", "--port", "0", "--home", str(self.home)],
+            [
+                str(BIN / "certplane"),
+                "dev",
+                "--port",
+                "0",
+                "--status-port",
+                "0",
+                "--home",
+                str(self.home),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -41,7 +51,9 @@ class DevProcess:
             if self.process.poll() is not None:
                 raise AssertionError(f"certplane dev exited: {self.process.stdout.read()}")
             if endpoint.exists():
-                self.url = json.loads(endpoint.read_text())["url"]
+                details = json.loads(endpoint.read_text())
+                self.url = details["url"]
+                self.status_url = details.get("status_url", "")
                 try:
                     health = requests.get(
                         f"{self.url}/health", verify=str(self.home / "ca/root.pem"), timeout=5

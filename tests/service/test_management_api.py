@@ -137,7 +137,13 @@ def test_paging_walks_every_certificate_once(client: Client, csrs: CsrFactory) -
 
 def test_profiles_cas_openapi_and_health(client: Client) -> None:
     status, profiles = client.call("GET", "/v1/profiles")
-    assert {p["name"] for p in profiles["items"]} == {"device", "server", "compact", "pqc"}
+    assert {p["name"] for p in profiles["items"]} == {
+        "device",
+        "server",
+        "compact",
+        "pqc",
+        "short-lived",
+    }
     status, cas = client.call("GET", "/v1/cas")
     by_id = {ca["id"]: ca for ca in cas["items"]}
     assert set(by_id) == {"local-dev", "local-pqc"}
