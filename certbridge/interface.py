@@ -102,6 +102,32 @@ class CRLSigningEngine(Protocol):
         ...
 
 
+@runtime_checkable
+class CertificateRevokingEngine(Protocol):
+    """An engine whose back end revokes by certificate, not by serial (the xPKI Certifier API
+    names a certificate by its SHA-1 id; ACME's revokeCert sends the certificate)."""
+
+    def revoke_certificate(
+        self,
+        certificate: x509.Certificate,
+        reason: x509.ReasonFlags,
+        revoked_at: datetime.datetime,
+    ) -> None: ...
+
+
+def revoke_at_ca(
+    engine: CAEngine,
+    certificate: x509.Certificate,
+    reason: x509.ReasonFlags,
+    revoked_at: datetime.datetime,
+) -> None:
+    """Tell the CA, by certificate where the engine wants that, else by serial."""
+    if isinstance(engine, CertificateRevokingEngine):
+        engine.revoke_certificate(certificate, reason, revoked_at)
+    else:
+        engine.revoke(certificate.serial_number, reason, revoked_at)
+
+
 def crl_signer(engine: CAEngine) -> CRLSigningEngine | None:
     """The engine as a CRL signer, or None when it cannot sign CRLs (it says so itself)."""
     if isinstance(engine, CRLSigningEngine) and engine.capabilities().supports_crl_signing:

@@ -35,7 +35,7 @@ from certbridge import (
     SigningRequest,
     TransientEngineError,
 )
-from certbridge.interface import IssuedCertificate, crl_signer
+from certbridge.interface import IssuedCertificate, crl_signer, revoke_at_ca
 from certplane.config import Profile, Settings
 from certplane.errors import CertplaneError, Conflict, RequestRejected, ServiceUnavailable
 from certplane.events import DetailType, EventPublisher, build_detail, certificate_summary
@@ -185,7 +185,12 @@ class Lifecycle:
             )
         revoked_at = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         try:
-            self.router.engine(record.ca_id).revoke(int(record.serial, 16), flag, revoked_at)
+            revoke_at_ca(
+                self.router.engine(record.ca_id),
+                x509.load_pem_x509_certificate((record.certificate_pem or "").encode()),
+                flag,
+                revoked_at,
+            )
         except TransientEngineError as error:
             raise ServiceUnavailable("ca_unavailable", f"CA {record.ca_id}: {error}") from None
         record = self.inventory.mark_revoked(record, flag.value, revoked_at)

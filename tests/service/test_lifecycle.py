@@ -745,3 +745,39 @@ def test_the_event_checks_are_not_vacuous(lifecycle, csrs, events):
     ):
         with pytest.raises((AssertionError, ValidationError)):
             events.check(broken)
+
+
+class RevokesByCertificate:
+    """A local CA whose back end, like the xPKI API or ACME, revokes by certificate."""
+
+    def __init__(self, inner: LocalCAEngine) -> None:
+        self.inner = inner
+        self.engine_id = inner.engine_id
+        self.revoked: list[tuple[x509.Certificate, x509.ReasonFlags]] = []
+
+    def capabilities(self):
+        return self.inner.capabilities()
+
+    def issue(self, request):
+        return self.inner.issue(request)
+
+    def chain(self):
+        return self.inner.chain()
+
+    def revoke(self, *args):  # pragma: no cover - must not be used
+        raise AssertionError("revoke by serial was called")
+
+    def revoke_certificate(self, certificate, reason, revoked_at):
+        self.revoked.append((certificate, reason))
+
+
+def test_revocation_reaches_engines_that_revoke_by_certificate(
+    make_lifecycle, settings, local_engine, csrs
+):
+    engine = RevokesByCertificate(local_engine)
+    lifecycle = make_lifecycle(settings, {"local-dev": engine})
+    record = lifecycle.issue(issue_request(csrs.pem("P-256")))
+    lifecycle.revoke("default", record.serial, "keyCompromise", "alice")
+    ((certificate, reason),) = engine.revoked
+    assert certificate == certificate_of(record)
+    assert reason is x509.ReasonFlags.key_compromise
