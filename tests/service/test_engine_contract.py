@@ -52,14 +52,25 @@ def emulator_gaps(factory: ModuleType) -> frozenset[str]:
     return frozenset(getattr(factory, "EMULATOR_GAPS", ()))
 
 
-def device_request(engine: CAEngine, common_name: str = "contract-device") -> SigningRequest:
-    profile = Settings.load().tenant_profile("default", "device")
+@pytest.fixture
+def dns_names(factory: ModuleType) -> tuple[str, ...]:
+    """DNS names the contract requests carry: a public CA (ACME) certifies nothing else, so
+    its factory names some (REQUEST_DNS_NAMES) and its requests use the `server` profile."""
+    return tuple(getattr(factory, "REQUEST_DNS_NAMES", ()))
+
+
+def device_request(
+    engine: CAEngine, common_name: str = "contract-device", dns_names: tuple[str, ...] = ()
+) -> SigningRequest:
+    profile = Settings.load().tenant_profile("default", "server" if dns_names else "device")
+    if dns_names:
+        common_name = dns_names[0]
     assert profile is not None
     key = ec.generate_private_key(ec.SECP256R1())
     plan = plan_certificate(
         profile,
         subject=x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)]),
-        requested_sans=[],
+        requested_sans=[x509.DNSName(name) for name in dns_names],
         public_key=key.public_key(),
         ca_not_after=engine.capabilities().ca_not_after,
         requested_days=30,
@@ -84,9 +95,9 @@ def test_it_is_a_ca_engine(engine: CAEngine) -> None:
 
 
 def test_issue_signs_exactly_the_request_and_chains(
-    engine: CAEngine, tmp_path: Path, emulator_gaps: frozenset[str]
+    engine: CAEngine, tmp_path: Path, emulator_gaps: frozenset[str], dns_names: tuple[str, ...]
 ) -> None:
-    request = device_request(engine)
+    request = device_request(engine, dns_names=dns_names)
     _, issued = EngineRouter({engine.engine_id: engine}).issue([engine.engine_id], request)
     certificate = issued.certificate
     if engine.capabilities().assigns_serial_numbers:  # AWS Private CA picks its own serials
@@ -166,8 +177,8 @@ def test_capabilities_are_honest(engine: CAEngine) -> None:
     assert capabilities.engine_type
 
 
-def test_revoke_where_supported(engine: CAEngine) -> None:
-    request = device_request(engine, "to-revoke")
+def test_revoke_where_supported(engine: CAEngine, dns_names: tuple[str, ...]) -> None:
+    request = device_request(engine, "to-revoke", dns_names)
     serial = engine.issue(request).certificate.serial_number  # the engine's, if it picks them
     when = datetime.datetime.now(datetime.UTC)
     if engine.capabilities().supports_revocation:
@@ -177,9 +188,11 @@ def test_revoke_where_supported(engine: CAEngine) -> None:
             engine.revoke(serial, x509.ReasonFlags.key_compromise, when)
 
 
-def test_requests_outside_the_ca_are_refused_before_signing(engine: CAEngine) -> None:
+def test_requests_outside_the_ca_are_refused_before_signing(
+    engine: CAEngine, dns_names: tuple[str, ...]
+) -> None:
     router = EngineRouter({engine.engine_id: engine})
-    request = device_request(engine)
+    request = device_request(engine, dns_names=dns_names)
     too_long = dataclasses.replace(
         request, not_after=engine.capabilities().ca_not_after + datetime.timedelta(days=1)
     )
