@@ -20,25 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPublicKeyTypes,
 )
 
+from certbridge.der import element_end, tlv
 from certbridge.interface import PermanentEngineError
 
 SignTbs = Callable[[bytes], bytes]
-
-
-def _tlv_end(der: bytes, start: int) -> int:
-    """Index just past the DER element that starts at `start`."""
-    length = der[start + 1]
-    if length < 0x80:
-        return start + 2 + length
-    octets = length & 0x7F
-    return start + 2 + octets + int.from_bytes(der[start + 2 : start + 2 + octets], "big")
-
-
-def _header(tag: int, size: int) -> bytes:
-    if size < 0x80:
-        return bytes([tag, size])
-    encoded = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(encoded)]) + encoded
 
 
 @cache
@@ -107,12 +92,11 @@ def sign_remotely(
     der = template.public_bytes(serialization.Encoding.DER)
     tbs_start = der.index(tbs)
     algorithm_start = tbs_start + len(tbs)
-    algorithm = der[algorithm_start : _tlv_end(der, algorithm_start)]
+    algorithm = der[algorithm_start : element_end(der, algorithm_start)]
     signature = sign_tbs(tbs)
     try:
         verify_signature(issuer_public_key, signature, tbs, kind)
     except InvalidSignature:
         raise PermanentEngineError("the signer returned a signature that does not verify") from None
-    bit_string = _header(0x03, len(signature) + 1) + b"\x00" + signature
-    content = tbs + algorithm + bit_string
-    return x509.load_der_x509_certificate(_header(0x30, len(content)) + content)
+    content = tbs + algorithm + tlv(0x03, b"\x00" + signature)
+    return x509.load_der_x509_certificate(tlv(0x30, content))

@@ -29,14 +29,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
-from certbridge.engines.local import (
+from certbridge.certificates import (
     CA_BACKDATE,
     ISSUING_VALIDITY,
     ROOT_VALIDITY,
-    SUBJECT_KEY_ALGORITHMS,
     ca_certificate_builder,
     ca_name,
 )
+from certbridge.engines.local import SUBJECT_KEY_ALGORITHMS
 from certbridge.interface import (
     Capabilities,
     IssuedCertificate,

@@ -20,8 +20,14 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificateIssuerPublicKeyTypes,
 )
-from cryptography.x509.oid import NameOID
 
+from certbridge.certificates import (
+    CA_BACKDATE,
+    ISSUING_VALIDITY,
+    ROOT_VALIDITY,
+    ca_certificate_builder,
+    ca_name,
+)
 from certbridge.interface import (
     Capabilities,
     IssuedCertificate,
@@ -30,9 +36,6 @@ from certbridge.interface import (
 )
 from certbridge.remote_signing import key_kind
 
-ROOT_VALIDITY = datetime.timedelta(days=20 * 365)
-ISSUING_VALIDITY = datetime.timedelta(days=10 * 365)
-CA_BACKDATE = datetime.timedelta(hours=1)  # leaves are backdated too; issuers must cover them
 # Any of these can be certified whatever the CA's own algorithm: policy picks per profile.
 SUBJECT_KEY_ALGORITHMS = ("P-256", "P-384", "Ed25519", "RSA", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87")
 DEFAULT_ALGORITHM = "P-256"
@@ -59,16 +62,6 @@ def _write_public(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def ca_name(common_name: str, organization: str) -> x509.Name:
-    """`O=<organization>, CN=<common name>`: the CA subject every certplane-made CA uses."""
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
 def _check_algorithm(algorithm: str) -> str:
     if algorithm not in SIGNING_ALGORITHMS:
         raise PermanentEngineError(
@@ -91,48 +84,6 @@ def _generate_key(algorithm: str) -> CertificateIssuerPrivateKeyTypes:
 def _digest(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | None:
     """ECDSA P-256 pairs with SHA-256; ML-DSA signs the message itself (no digest argument)."""
     return hashes.SHA256() if isinstance(key, ec.EllipticCurvePrivateKey) else None
-
-
-def ca_certificate_builder(
-    subject: x509.Name,
-    public_key: CertificateIssuerPublicKeyTypes,
-    issuer: x509.Name,
-    issuer_public_key: CertificateIssuerPublicKeyTypes,
-    not_before: datetime.datetime,
-    not_after: datetime.datetime,
-    path_length: int | None,
-) -> x509.CertificateBuilder:
-    """An unsigned root or issuing CA certificate; shared with engines whose keys sign elsewhere
-    (KMS), so every certplane CA hierarchy has the same shape whatever holds its keys."""
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key),
-            critical=False,
-        )
-    )
 
 
 def _ca_certificate(

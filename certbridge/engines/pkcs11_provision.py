@@ -22,12 +22,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
-from cryptography.x509.oid import NameOID
 from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
-from certbridge.engines.local import CA_BACKDATE, ISSUING_VALIDITY, ROOT_VALIDITY
+from certbridge.certificates import (
+    CA_BACKDATE,
+    ISSUING_VALIDITY,
+    ROOT_VALIDITY,
+    ca_certificate_builder,
+    ca_name,
+)
 from certbridge.engines.pkcs11_token import DEFAULT_MODULE, Pkcs11Module, token_signature
 from certbridge.interface import PermanentEngineError
 from certbridge.remote_signing import key_kind, sign_remotely
@@ -86,19 +91,25 @@ def provision_pkcs11_ca(
             root_private, root_public = _generate(session, key_algorithm, root_key_label)
             issuing_private, issuing_public = _generate(session, key_algorithm, issuing_key_label)
             now = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - CA_BACKDATE
-            root_name = _name(f"{name} Root CA", organization)
-            issuing_name = _name(f"{name} Issuing CA", organization)
+            root_name = ca_name(f"{name} Root CA", organization)
+            issuing_name = ca_name(f"{name} Issuing CA", organization)
             root = _sign_ca(
-                _ca_builder(root_name, root_public, root_name, root_public, None)
-                .not_valid_before(now)
-                .not_valid_after(now + ROOT_VALIDITY),
+                ca_certificate_builder(
+                    root_name, root_public, root_name, root_public, now, now + ROOT_VALIDITY, None
+                ),
                 root_public,
                 root_private,
             )
             issuing = _sign_ca(
-                _ca_builder(issuing_name, issuing_public, root_name, root_public, 0)
-                .not_valid_before(now)
-                .not_valid_after(now + ISSUING_VALIDITY),
+                ca_certificate_builder(
+                    issuing_name,
+                    issuing_public,
+                    root_name,
+                    root_public,
+                    now,
+                    now + ISSUING_VALIDITY,
+                    0,
+                ),
                 root_public,
                 root_private,
             )
@@ -155,51 +166,6 @@ def _set_id(
     with contextlib.suppress(p11.PKCS11Error):
         public_object[Attribute.ID] = key_id
     return key_id
-
-
-def _name(common_name: str, organization: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-def _ca_builder(
-    subject: x509.Name,
-    public_key: CertificateIssuerPublicKeyTypes,
-    issuer: x509.Name,
-    issuer_public_key: CertificateIssuerPublicKeyTypes,
-    path_length: int | None,
-) -> x509.CertificateBuilder:
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key),  # type: ignore[arg-type]
-            critical=False,
-        )
-    )
 
 
 def _sign_ca(

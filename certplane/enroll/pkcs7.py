@@ -13,33 +13,24 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from certbridge.der import tlv
+
 SIGNED_DATA_OID = bytes.fromhex("06092a864886f70d010702")  # 1.2.840.113549.1.7.2
 DATA_OID = bytes.fromhex("06092a864886f70d010701")  # 1.2.840.113549.1.7.1
-
-
-def _length(size: int) -> bytes:
-    if size < 0x80:
-        return bytes([size])
-    encoded = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(encoded)]) + encoded
-
-
-def _tlv(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _length(len(content)) + content
 
 
 def certs_only_der(certificates: Sequence[x509.Certificate]) -> bytes:
     """DER ContentInfo{signedData} holding `certificates` in the order given."""
     certs = b"".join(c.public_bytes(serialization.Encoding.DER) for c in certificates)
-    signed_data = _tlv(
+    signed_data = tlv(
         0x30,
-        _tlv(0x02, b"\x01")  # version 1
-        + _tlv(0x31, b"")  # digestAlgorithms: none
-        + _tlv(0x30, DATA_OID)  # encapContentInfo: id-data, no content
-        + _tlv(0xA0, certs)  # [0] IMPLICIT certificates
-        + _tlv(0x31, b""),  # signerInfos: none
+        tlv(0x02, b"\x01")  # version 1
+        + tlv(0x31, b"")  # digestAlgorithms: none
+        + tlv(0x30, DATA_OID)  # encapContentInfo: id-data, no content
+        + tlv(0xA0, certs)  # [0] IMPLICIT certificates
+        + tlv(0x31, b""),  # signerInfos: none
     )
-    return _tlv(0x30, SIGNED_DATA_OID + _tlv(0xA0, signed_data))
+    return tlv(0x30, SIGNED_DATA_OID + tlv(0xA0, signed_data))
 
 
 def certs_only_pem(certificates: Sequence[x509.Certificate]) -> str:

@@ -9,6 +9,7 @@ link identity and proof-of-possession (RFC 7030 §3.5), so asking for it would m
 
 from __future__ import annotations
 
+from certbridge.der import tlv
 from certplane.config import Profile
 
 EC_PUBLIC_KEY = "1.2.840.10045.2.1"
@@ -19,17 +20,6 @@ SUBJECT_ALT_NAME = "2.5.29.17"
 CURVES = {"P-256": "1.2.840.10045.3.1.7", "P-384": "1.3.132.0.34"}
 EC_SIGNATURES = {"P-256": "1.2.840.10045.4.3.2", "P-384": "1.2.840.10045.4.3.3"}
 SHA256_WITH_RSA = "1.2.840.113549.1.1.11"
-
-
-def _length(size: int) -> bytes:
-    if size < 0x80:
-        return bytes([size])
-    encoded = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(encoded)]) + encoded
-
-
-def _tlv(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _length(len(content)) + content
 
 
 def _base128(value: int) -> bytes:
@@ -45,17 +35,17 @@ def oid(dotted: str) -> bytes:
     """DER OBJECT IDENTIFIER."""
     arcs = [int(arc) for arc in dotted.split(".")]
     content = _base128(arcs[0] * 40 + arcs[1]) + b"".join(_base128(a) for a in arcs[2:])
-    return _tlv(0x06, content)
+    return tlv(0x06, content)
 
 
 def integer(value: int) -> bytes:
     """DER INTEGER of a non-negative value."""
-    return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+    return tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
 
 
 def attribute(type_oid: str, *values: bytes) -> bytes:
     """Attribute ::= SEQUENCE { type OID, values SET OF ANY } (values DER-sorted)."""
-    return _tlv(0x30, oid(type_oid) + _tlv(0x31, b"".join(sorted(values))))
+    return tlv(0x30, oid(type_oid) + tlv(0x31, b"".join(sorted(values))))
 
 
 def profile_csr_attributes(profile: Profile) -> list[bytes]:
@@ -79,4 +69,4 @@ def profile_csr_attributes(profile: Profile) -> list[bytes]:
 
 def csr_attrs_der(elements: list[bytes]) -> bytes:
     """CsrAttrs ::= SEQUENCE SIZE (0..MAX) OF AttrOrOID."""
-    return _tlv(0x30, b"".join(elements))
+    return tlv(0x30, b"".join(elements))
