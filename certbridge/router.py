@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 # While an engine keeps failing, its "unavailable" notice is repeated at most this often.
 NOTIFY_INTERVAL = datetime.timedelta(minutes=5)
 
-OnUnavailable = Callable[[str, CAEngine, TransientEngineError], None]
+OnUnavailable = Callable[[str, TransientEngineError], None]
 
 
 @dataclass
@@ -77,7 +77,12 @@ class EngineRouter:
         with self._lock:
             return {engine_id: EngineHealth(**vars(h)) for engine_id, h in self._health.items()}
 
-    def eligible(self, route: Sequence[str], signature_algorithm: str | None = None) -> list[str]:
+    def eligible(
+        self,
+        route: Sequence[str],
+        signature_algorithm: str | None = None,
+        on_unavailable: OnUnavailable | None = None,
+    ) -> list[str]:
         """The route's engines that sign with `signature_algorithm`, healthy ones first.
 
         An engine that cannot even report its capabilities counts as unavailable and is left
@@ -91,7 +96,8 @@ class EngineRouter:
             try:
                 algorithm = engine.capabilities().signing_algorithm
             except TransientEngineError as error:
-                self._failed(engine_id, error)
+                if self._failed(engine_id, error) and on_unavailable is not None:
+                    on_unavailable(engine_id, error)
                 continue
             if signature_algorithm is None or algorithm == signature_algorithm:
                 matching.append(engine_id)
@@ -114,7 +120,7 @@ class EngineRouter:
         completes the request for the engine about to sign it (status URLs name the issuing
         CA, which failover decides only here).
         """
-        candidates = self.eligible(route, signature_algorithm)
+        candidates = self.eligible(route, signature_algorithm, on_unavailable)
         if not candidates:
             wanted = f" signing with {signature_algorithm}" if signature_algorithm else ""
             raise TransientEngineError(f"no engine of route {list(route)}{wanted} is available")
@@ -129,7 +135,7 @@ class EngineRouter:
                 logger.warning("engine %s unavailable, failing over: %s", engine_id, error)
                 last_error = error
                 if self._failed(engine_id, error) and on_unavailable is not None:
-                    on_unavailable(engine_id, engine, error)
+                    on_unavailable(engine_id, error)
                 continue
             with self._lock:
                 self._health[engine_id].consecutive_failures = 0

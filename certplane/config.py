@@ -248,7 +248,7 @@ class Settings(_Strict):
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Settings:
-        """Load `path`, or the packaged defaults (the `device` and `server` profiles)."""
+        """Load `path`, or the packaged defaults (certplane/defaults/certplane.toml)."""
         if path:
             return cls.from_toml(Path(path).read_text())
         return cls.from_toml(resources.files("certplane").joinpath(DEFAULT_CONFIG).read_text())

@@ -139,6 +139,7 @@ class Lifecycle:
         self.inventory = inventory
         self.router = router
         self.publisher = publisher
+        self._engine_types = {ca.id: ca.engine for ca in settings.cas}
         self._run_once: Callable[..., dict[str, Any]] | None = None
         self._status_urls = status_urls(settings)
         self._idempotency_config: IdempotencyConfig | None = None
@@ -193,6 +194,10 @@ class Lifecycle:
             )
         except TransientEngineError as error:
             raise ServiceUnavailable("ca_unavailable", f"CA {record.ca_id}: {error}") from None
+        except PermanentEngineError as error:
+            raise Conflict(
+                "ca_refused", f"CA {record.ca_id} refused the revocation: {error}"
+            ) from None
         record = self.inventory.mark_revoked(record, flag.value, revoked_at)
         self._crl_due(record)
         self._publish(
@@ -439,12 +444,12 @@ class Lifecycle:
                 profile.route,
                 signing_request,
                 profile.signature_algorithm,
-                on_unavailable=lambda ca, engine, error: self._publish(
+                on_unavailable=lambda ca, error: self._publish(
                     DetailType.CA_UNAVAILABLE,
                     record.tenant,
                     record.requester,
                     ca=ca,
-                    engine=engine.capabilities().engine_type,
+                    engine=self._engine_types.get(ca, "unknown"),
                     error=str(error)[:1000],
                 ),
                 prepare=lambda engine_id, request: self._with_status(profile, engine_id, request),

@@ -171,6 +171,11 @@ class FunctionSpec:
     puts_events: bool = False
     environment: dict[str, str] = field(default_factory=dict)
     path_prefixes: tuple[str, ...] = ()
+    # Signs through CertBridge (issues certificates, CRLs or OCSP signer certificates): only
+    # these functions get the configured CA engines' permissions (kms:Sign, acm-pca:...).
+    signs: bool = False
+    # Buckets whose objects it reads and writes (GetObject/PutObject only).
+    read_write_buckets: tuple[BucketSpec, ...] = ()
 
     @property
     def tables(self) -> tuple[TableSpec, ...]:
@@ -186,6 +191,7 @@ MANAGEMENT_API = FunctionSpec(
     puts_events=True,
     environment={"POWERTOOLS_SERVICE_NAME": "certplane-management-api"},
     path_prefixes=("/v1/", "/health"),
+    signs=True,
 )
 CERTIFIER_API = FunctionSpec(
     logical_id="CertifierApi",
@@ -195,6 +201,7 @@ CERTIFIER_API = FunctionSpec(
     puts_events=True,
     environment={"POWERTOOLS_SERVICE_NAME": "certplane-certifier-api"},
     path_prefixes=("/v1/certifier",),
+    signs=True,
 )
 EST = FunctionSpec(
     logical_id="Est",
@@ -205,6 +212,7 @@ EST = FunctionSpec(
     puts_events=True,
     environment={"POWERTOOLS_SERVICE_NAME": "certplane-est"},
     path_prefixes=("/.well-known/est",),
+    signs=True,
 )
 FUNCTIONS = (MANAGEMENT_API, CERTIFIER_API, EST)
 # The status layer's functions are served on the plain-HTTP status origin, not the API: the
@@ -217,6 +225,7 @@ OCSP = FunctionSpec(
     read_tables=(INVENTORY,),
     environment={"POWERTOOLS_SERVICE_NAME": "certplane-ocsp"},
     path_prefixes=("/ocsp",),
+    signs=True,
 )
 CRL_PUBLISHER = FunctionSpec(
     logical_id="CrlPublisher",
@@ -225,6 +234,8 @@ CRL_PUBLISHER = FunctionSpec(
     read_write_tables=(INVENTORY, STATUS),
     puts_events=True,
     environment={"POWERTOOLS_SERVICE_NAME": "certplane-crl-publisher"},
+    signs=True,
+    read_write_buckets=(STATUS_BUCKET,),
 )
 STATUS_FUNCTIONS = (OCSP, CRL_PUBLISHER)
 

@@ -35,7 +35,9 @@ class Runtime:
     credentials: CredentialStore
 
 
-def create_engine(registration: CARegistration, ca_dir: Path) -> CAEngine:
+def create_engine(
+    registration: CARegistration, ca_dir: Path, environ: Mapping[str, str] = os.environ
+) -> CAEngine:
     """Instantiate the engine a CA registration names, with its options from configuration."""
     engine_type = engine_class(registration.engine)
     options = dict(registration.options)
@@ -43,14 +45,14 @@ def create_engine(registration: CARegistration, ca_dir: Path) -> CAEngine:
         options.setdefault("directory", ca_dir / registration.id)
         options.setdefault("name", registration.name or None)
         # Each Lambda instance has its own /tmp: a CA created there would differ per instance.
-        options.setdefault("create", "AWS_LAMBDA_FUNCTION_NAME" not in os.environ)
+        options.setdefault("create", "AWS_LAMBDA_FUNCTION_NAME" not in environ)
     return engine_type(registration.id, **options)
 
 
 def build_runtime(environ: Mapping[str, str] = os.environ) -> Runtime:
     settings = Settings.load(environ.get(CONFIG_ENV))
     ca_dir = Path(environ.get(CA_DIR_ENV, DEFAULT_CA_DIR))
-    router = EngineRouter({ca.id: create_engine(ca, ca_dir) for ca in settings.cas})
+    router = EngineRouter({ca.id: create_engine(ca, ca_dir, environ) for ca in settings.cas})
     publisher = EventPublisher(
         boto3.client("events"), environ.get(EVENT_BUS.env_var, EVENT_BUS.default_name)
     )

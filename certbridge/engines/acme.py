@@ -356,17 +356,24 @@ class AcmeCAEngine:
     def revoke(
         self, serial_number: int, reason: x509.ReasonFlags, revoked_at: datetime.datetime
     ) -> None:
-        """ACME revokes a certificate, not a serial: the stored copy is sent. The CA records
-        its own revocation time; `revoked_at` is the inventory's."""
-        if reason not in REASON_CODES:
-            raise PermanentEngineError(f"an ACME CA has no revocation reason {reason.value}")
+        """ACME revokes a certificate, not a serial: the copy stored at issuance is sent.
+        The lifecycle calls `revoke_certificate` with the inventory's copy instead."""
         stored = self._state.read(_certificate_name(serial_number))
         if stored is None:
             raise PermanentEngineError(
                 f"engine {self._engine_id} holds no certificate with serial {serial_number:x} "
                 f"in {self._state.location}; ACME can revoke only a certificate it is shown"
             )
-        certificate = x509.load_pem_x509_certificate(stored)
+        self.revoke_certificate(x509.load_pem_x509_certificate(stored), reason, revoked_at)
+
+    def revoke_certificate(
+        self, certificate: x509.Certificate, reason: x509.ReasonFlags, revoked_at: datetime.datetime
+    ) -> None:
+        """Send `certificate` to the CA's revokeCert. The CA records its own revocation time;
+        `revoked_at` is the inventory's."""
+        if reason not in REASON_CODES:
+            raise PermanentEngineError(f"an ACME CA has no revocation reason {reason.value}")
+        serial_number = certificate.serial_number
         with self._lock, self._account_problems():
             session = self._session()
             with acme_calls("revoke the certificate"):

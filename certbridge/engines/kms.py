@@ -278,7 +278,7 @@ class KmsCAEngine:
             max_validity=max(not_after - now, datetime.timedelta(0)),
             ca_not_after=not_after,
             supports_revocation=True,
-            supports_crl_signing=False,  # no CRL method in the engine protocol yet
+            supports_crl_signing=False,  # no sign_crl for KMS keys yet
         )
 
     def check_key(self) -> None:

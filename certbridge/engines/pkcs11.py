@@ -216,7 +216,7 @@ class Pkcs11CAEngine:
             max_validity=max(not_after - now, datetime.timedelta(0)),
             ca_not_after=not_after,
             supports_revocation=True,
-            supports_crl_signing=False,  # the protocol has no CRL method yet
+            supports_crl_signing=False,  # no sign_crl for HSM keys yet
         )
 
     def issue(self, request: SigningRequest) -> IssuedCertificate:

@@ -8,6 +8,7 @@ tenant that trusts the CA is the tenant the device enrolls into. Shared by every
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -32,9 +33,16 @@ def _extension(certificate: x509.Certificate, kind: type) -> x509.ExtensionType 
 
 
 def seed_tenant(
-    credentials: CredentialStore, seed: x509.Certificate, now: datetime.datetime
+    credentials: CredentialStore,
+    seed: x509.Certificate,
+    now: datetime.datetime,
+    revoked: Callable[[x509.Certificate], bool] = lambda _: False,
 ) -> str:
-    """The tenant whose bootstrap CA directly signed `seed`; Unauthorized otherwise."""
+    """The tenant whose bootstrap CA directly signed `seed`; Unauthorized otherwise.
+
+    `revoked` answers for seeds whose status we know (a seed that is a certificate from our
+    own inventory); external bootstrap CAs publish no status we consult.
+    """
     aki = _extension(seed, x509.AuthorityKeyIdentifier)
     constraints = _extension(seed, x509.BasicConstraints)
     if not isinstance(aki, x509.AuthorityKeyIdentifier) or aki.key_identifier is None:
@@ -52,4 +60,6 @@ def seed_tenant(
     for certificate, what in ((seed, "seed"), (ca, "bootstrap CA")):
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
             raise _refuse(f"the {what} certificate is not within its validity")
+    if revoked(seed):
+        raise Unauthorized("certificate_revoked", "the seed certificate has been revoked")
     return tenant

@@ -202,7 +202,13 @@ class DevServer:
         # Client certificates are optional (the doors decide) and must chain to a device CA
         # or a bootstrap CA, as an API Gateway mTLS truststore would require.
         trust = self.home.root / "tls" / "client-trust.pem"
-        trust.write_text(self.home.chain_pem.read_text() + self.bootstrap.ca_pem.read_text())
+        router = self.runtime.lifecycle.router
+        chains = [
+            certificate.public_bytes(serialization.Encoding.PEM).decode()
+            for engine_id in router.engine_ids
+            for certificate in router.engine(engine_id).chain()
+        ]
+        trust.write_text("".join(dict.fromkeys(chains)) + self.bootstrap.ca_pem.read_text())
         context.verify_mode = ssl.CERT_OPTIONAL
         context.load_verify_locations(cafile=str(trust))
         return context

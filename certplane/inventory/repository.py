@@ -241,9 +241,11 @@ class Inventory:
         record.status_key = self._status_key(
             record.tenant, record.ca_id, CertificateStatus.FAILED, int(record.serial, 16)
         )
-        # A failure while recording may follow _apply_issued: a FAILED record is never due.
+        # A failure while recording may follow _apply_issued: a FAILED record is never due
+        # and has no status to report.
         record.expiry_bucket = None
         record.expiry_key = None
+        record.issuer_key = None
         record.expire_at = int((record.updated_at + FAILED_RETENTION).timestamp())
         record.save(condition=CertificateRecord.status == CertificateStatus.PENDING.value)
         return record
@@ -303,6 +305,11 @@ class Inventory:
             return None
         stored = x509.load_pem_x509_certificate(record.certificate_pem.encode())
         return record if stored == certificate else None
+
+    def is_revoked(self, certificate: x509.Certificate) -> bool:
+        """True for a certificate of ours that was revoked (False for unknown ones)."""
+        record = self.record_of(certificate)
+        return record is not None and record.status == CertificateStatus.REVOKED.value
 
     def get_by_issuer_serial(self, ca_id: str, serial: int) -> CertificateRecord | None:
         """The record a status request (OCSP, CRL) names by issuing CA and serial."""

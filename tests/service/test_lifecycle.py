@@ -781,3 +781,20 @@ def test_revocation_reaches_engines_that_revoke_by_certificate(
     ((certificate, reason),) = engine.revoked
     assert certificate == certificate_of(record)
     assert reason is x509.ReasonFlags.key_compromise
+
+
+def test_a_ca_refusing_a_revocation_is_a_conflict_and_changes_nothing(
+    make_lifecycle, settings, local_engine, csrs, events
+):
+    class RefusesRevocation(RevokesByCertificate):
+        def revoke_certificate(self, certificate, reason, revoked_at):
+            raise PermanentEngineError("short-lived CA: revocation by expiry")
+
+    lifecycle = make_lifecycle(settings, {"local-dev": RefusesRevocation(local_engine)})
+    record = lifecycle.issue(issue_request(csrs.pem("P-256")))
+    events()
+    with pytest.raises(Conflict) as caught:
+        lifecycle.revoke("default", record.serial, "keyCompromise", "alice")
+    assert caught.value.code == "ca_refused" and caught.value.status == 409
+    assert lifecycle.get("default", record.serial).status == "ISSUED"
+    assert events() == []

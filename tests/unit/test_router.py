@@ -83,7 +83,7 @@ def test_failover_notices_and_health(engines) -> None:
     router = EngineRouter({"a": flaky, "b": engines["classic-b"]}, clock=lambda: clock[0])
     notices: list[str] = []
 
-    def notice(engine_id, engine, error):
+    def notice(engine_id, error):
         notices.append(engine_id)
 
     assert router.issue(["a", "b"], request(), on_unavailable=notice)[0] == "b"
@@ -118,3 +118,20 @@ def test_lint_runs_before_signing(engines) -> None:
     router = EngineRouter(engines)
     with pytest.raises(PermanentEngineError, match="serial"):
         router.issue(["classic-a"], dataclasses.replace(request(), serial_number=0))
+
+
+def test_an_engine_that_cannot_report_capabilities_is_announced_once(engines) -> None:
+    class Unreachable(Flaky):
+        def capabilities(self):
+            raise TransientEngineError("describe timed out")
+
+    router = EngineRouter(
+        {"down": Unreachable(engines["classic-a"], Exception()), "b": engines["classic-b"]}
+    )
+    notices: list[tuple[str, str]] = []
+    for _ in range(3):
+        engine_id, _ = router.issue(
+            ["down", "b"], request(), on_unavailable=lambda e, err: notices.append((e, str(err)))
+        )
+        assert engine_id == "b"
+    assert notices == [("down", "describe timed out")]

@@ -29,7 +29,7 @@ from certplane.enroll.certifier.lookup import is_live
 from certplane.enroll.certifier.tokens import SatToken, X509Token, parse_bearer
 from certplane.errors import CertplaneError, NotFound, Unauthorized
 from certplane.inventory import CertificateRecord, Inventory
-from certplane.model import CertificateStatus, certificate_id
+from certplane.model import certificate_id
 
 MAX_CLOCK_SKEW = datetime.timedelta(minutes=5)
 # A token is accepted while |now - timestamp| <= skew, a window 2x skew wide: a nonce must be
@@ -104,11 +104,8 @@ class CertifierAuthenticator:
         if isinstance(token, SatToken):
             return self._sat_caller(token)
         certificate = self._verified_certificate(token)
-        tenant = seed_tenant(self.credentials, certificate, self.clock())
+        tenant = seed_tenant(self.credentials, certificate, self.clock(), self.inventory.is_revoked)
         seed_id = certificate_id(certificate)
-        seen = self.inventory.locate(seed_id)
-        if seen is not None and seen.status == CertificateStatus.REVOKED.value:
-            raise Unauthorized("certificate_revoked", "the seed certificate has been revoked")
         self._claim(tenant, f"certifier-x509#{seed_id}", token)
         return DeviceCaller(tenant, f"certifier:x509:{seed_id}", "X509", seed_id)
 

@@ -125,7 +125,12 @@ class EstAuthenticator:
     def _seed(self, certificate: x509.Certificate) -> EstCaller:
         """A factory certificate directly issued by a bootstrap CA some tenant trusts."""
         try:
-            tenant = seed_tenant(self.credentials, certificate, datetime.datetime.now(datetime.UTC))
+            tenant = seed_tenant(
+                self.credentials,
+                certificate,
+                datetime.datetime.now(datetime.UTC),
+                self.inventory.is_revoked,
+            )
         except Unauthorized as error:
             raise _refuse(error.message) from None
         return EstCaller(tenant, f"est-seed:{certificate_id(certificate)}")
