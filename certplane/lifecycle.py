@@ -332,17 +332,13 @@ class Lifecycle:
             device_id = request.device_id or _default_device_id(plan.subject, plan.sans, serial)
             if len(device_id) > MAX_DEVICE_ID_LENGTH:
                 raise RequestRejected("invalid_device_id", "the device id is too long")
-            record = self.inventory.create_pending(
-                tenant=request.tenant,
+            record = self._record_intent(
+                request.tenant,
+                request.requester,
+                profile,
+                plan,
                 serial=serial,
-                profile=profile.name,
-                ca_id=profile.route[0],
-                route=list(profile.route),
                 device_id=device_id,
-                requester=request.requester,
-                key_algorithm=plan.key_algorithm,
-                subject=plan.subject.rfc4514_string(),
-                sans=[describe_san(name) for name in plan.sans],
                 owner=request.owner,
                 tags=request.tags,
             )
@@ -393,17 +389,13 @@ class Lifecycle:
                 ca_not_after=self._ca_not_after(profile),
                 requested_days=request.validity_days,
             )
-            record = self.inventory.create_pending(
-                tenant=request.tenant,
+            record = self._record_intent(
+                request.tenant,
+                request.requester,
+                profile,
+                plan,
                 serial=new_serial_number(profile.serial_bytes),
-                profile=profile.name,
-                ca_id=profile.route[0],
-                route=list(profile.route),
                 device_id=previous.device_id,
-                requester=request.requester,
-                key_algorithm=plan.key_algorithm,
-                subject=plan.subject.rfc4514_string(),
-                sans=[describe_san(name) for name in plan.sans],
                 owner=previous.owner,
                 tags=previous.tag_dict,
                 renewed_from=previous.pk,
@@ -418,6 +410,36 @@ class Lifecycle:
             sameKey=request.csr is None,
         )
         return renewed
+
+    def _record_intent(
+        self,
+        tenant: str,
+        requester: str,
+        profile: Profile,
+        plan: CertificatePlan,
+        *,
+        serial: int,
+        device_id: str,
+        owner: str | None,
+        tags: dict[str, str],
+        renewed_from: str | None = None,
+    ) -> CertificateRecord:
+        """The PENDING record written before anything is signed (DESIGN.md §2, step 3)."""
+        return self.inventory.create_pending(
+            tenant=tenant,
+            serial=serial,
+            profile=profile.name,
+            ca_id=profile.route[0],
+            route=list(profile.route),
+            device_id=device_id,
+            requester=requester,
+            key_algorithm=plan.key_algorithm,
+            subject=plan.subject.rfc4514_string(),
+            sans=[describe_san(name) for name in plan.sans],
+            owner=owner,
+            tags=tags,
+            renewed_from=renewed_from,
+        )
 
     def _sign_and_record(
         self,
