@@ -2,6 +2,10 @@
 
 Synthesizes without AWS credentials: stacks are environment-agnostic unless an account and
 region are given (context `account`/`region`, or CDK_DEFAULT_ACCOUNT/CDK_DEFAULT_REGION).
+
+The configuration is the TOML file `certplane dev --config` reads: `cdk synth -c config=FILE`
+(the packaged defaults without it). It decides the CA engines' IAM grants and is shipped to
+every function (CERTPLANE_CONFIG).
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from typing import Any
 
 import aws_cdk as cdk
 
+from cdk.deployed_config import DeployedConfig
 from stacks.api_stack import ManagementApiStack
 from stacks.enrollment_stack import EnrollmentStack
 from stacks.events_stack import EventsStack
 from stacks.inventory_stack import InventoryStack
+from stacks.status_stack import StatusStack
 
 ROOT = Path(__file__).resolve().parent
 
@@ -26,14 +32,14 @@ def cdk_json_context() -> dict[str, Any]:
     return json.loads((ROOT / "cdk.json").read_text()).get("context", {})
 
 
-def create_app(outdir: str | None = None) -> cdk.App:
-    """An App primed with cdk.json's context; context from the CLI (`-c`) still wins.
+def create_app(outdir: str | None = None, context: dict[str, Any] | None = None) -> cdk.App:
+    """An App primed with cdk.json's context (then `context`); the CLI's `-c` still wins.
 
     Without an outdir the templates go where the CLI asks (CDK_OUTDIR) or to ./cdk.out, so
     `python app.py` alone leaves them where `cdk deploy --app cdk.out` would look.
     """
     outdir = outdir or os.environ.get("CDK_OUTDIR") or str(ROOT / "cdk.out")
-    return cdk.App(outdir=outdir, context=cdk_json_context())
+    return cdk.App(outdir=outdir, context={**cdk_json_context(), **(context or {})})
 
 
 def _environment(app: cdk.App) -> cdk.Environment:
@@ -43,18 +49,28 @@ def _environment(app: cdk.App) -> cdk.Environment:
     )
 
 
+def deployed_config(app: cdk.App) -> DeployedConfig:
+    """The configuration named by context `config` (relative to the working directory)."""
+    return DeployedConfig.load(app.node.try_get_context("config") or None)
+
+
 def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
     """Add every certplane stack to `app`; stacks are wired by passing constructs."""
     env = _environment(app)
+    config = deployed_config(app)
     inventory = InventoryStack(app, "CertplaneInventory", env=env)
     events = EventsStack(app, "CertplaneEvents", env=env)
-    api = ManagementApiStack(
-        app, "CertplaneManagementApi", tables=inventory.tables, bus=events.bus, env=env
-    )
-    enrollment = EnrollmentStack(
-        app, "CertplaneEnrollment", tables=inventory.tables, bus=events.bus, env=env
-    )
-    return {"inventory": inventory, "events": events, "api": api, "enrollment": enrollment}
+    wiring = {"tables": inventory.tables, "bus": events.bus, "config": config, "env": env}
+    api = ManagementApiStack(app, "CertplaneManagementApi", **wiring)
+    enrollment = EnrollmentStack(app, "CertplaneEnrollment", **wiring)
+    status = StatusStack(app, "CertplaneStatus", **wiring)
+    return {
+        "inventory": inventory,
+        "events": events,
+        "api": api,
+        "enrollment": enrollment,
+        "status": status,
+    }
 
 
 if __name__ == "__main__":

@@ -8,10 +8,14 @@ from pathlib import Path
 from aws_cdk import Duration, IgnoreMode, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk.deployed_config import PATH_IN_LAMBDA, ConfigLayer, DeployedConfig
+from cdk.engine_grants import EngineGrants
 from certplane import resources
 from certplane.resources import FunctionSpec
 
@@ -66,7 +70,11 @@ class HandlerFunction(Construct):
 
     `tables` maps table logical ids to tables; every table's physical name goes into the
     environment (via `resources.environment`, the same mapping `certplane dev` uses), but data
-    access is granted only for the tables the spec names.
+    access is granted only for the tables the spec names. `buckets` does the same for buckets
+    (a bucket not passed keeps its default name in the environment).
+
+    `config` is shipped as the stack's config layer and named by CERTPLANE_CONFIG; a spec that
+    `signs` also gets exactly the permissions the configured CA engines need (EngineGrants).
     """
 
     def __init__(
@@ -77,6 +85,8 @@ class HandlerFunction(Construct):
         spec: FunctionSpec,
         tables: Mapping[str, dynamodb.ITable],
         bus: events.IEventBus,
+        config: DeployedConfig,
+        buckets: Mapping[str, s3.IBucket] | None = None,
         memory_size: int = 512,
         timeout: Duration = DEFAULT_TIMEOUT,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
@@ -86,10 +96,20 @@ class HandlerFunction(Construct):
         missing = [t.logical_id for t in spec.tables if t.logical_id not in tables]
         if missing:
             raise ValueError(f"{spec.logical_id} needs tables not passed in: {missing}")
+        buckets = dict(buckets or {})
+        missing = [b.logical_id for b in spec.read_write_buckets if b.logical_id not in buckets]
+        if missing:
+            raise ValueError(f"{spec.logical_id} needs buckets not passed in: {missing}")
 
         names = {logical_id: table.table_name for logical_id, table in tables.items()}
+        names.update({logical_id: bucket.bucket_name for logical_id, bucket in buckets.items()})
         names[resources.EVENT_BUS.logical_id] = bus.event_bus_name
-        environment = {**POWERTOOLS_DEFAULTS, **resources.environment(names), **spec.environment}
+        environment = {
+            **POWERTOOLS_DEFAULTS,
+            **resources.environment(names),
+            resources.CONFIG_ENV: PATH_IN_LAMBDA,
+            **spec.environment,
+        }
 
         self.log_group = logs.LogGroup(
             self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.RETAIN
@@ -107,6 +127,7 @@ class HandlerFunction(Construct):
             timeout=timeout,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
+            layers=[ConfigLayer.of(self, config).layer],
         )
 
         for table_spec in spec.read_write_tables:
@@ -115,3 +136,13 @@ class HandlerFunction(Construct):
             tables[table_spec.logical_id].grant_read_data(self.function)
         if spec.puts_events:
             bus.grant_put_events_to(self.function)
+        for bucket_spec in spec.read_write_buckets:
+            # Objects only: no List, no Delete, no bucket configuration.
+            self.function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["s3:GetObject", "s3:PutObject"],
+                    resources=[buckets[bucket_spec.logical_id].arn_for_objects("*")],
+                )
+            )
+        if spec.signs:
+            EngineGrants.of(self, config.settings).grant_to(self.function)

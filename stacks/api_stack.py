@@ -12,6 +12,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from cdk.deployed_config import DeployedConfig
 from cdk.handler_function import HandlerFunction
 from certplane.resources import MANAGEMENT_API
 
@@ -30,11 +31,17 @@ class ManagementApiStack(Stack):
         *,
         tables: Mapping[str, dynamodb.ITable],
         bus: events.IEventBus,
+        config: DeployedConfig,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.handler = HandlerFunction(
-            self, MANAGEMENT_API.logical_id, spec=MANAGEMENT_API, tables=tables, bus=bus
+            self,
+            MANAGEMENT_API.logical_id,
+            spec=MANAGEMENT_API,
+            tables=tables,
+            bus=bus,
+            config=config,
         )
         self.access_logs = logs.LogGroup(
             self,

@@ -17,6 +17,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from cdk.deployed_config import DeployedConfig
 from cdk.handler_function import HandlerFunction
 from certplane.resources import CERTIFIER_API, EST, FunctionSpec
 
@@ -33,12 +34,13 @@ class EnrollmentStack(Stack):
         *,
         tables: Mapping[str, dynamodb.ITable],
         bus: events.IEventBus,
+        config: DeployedConfig,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.handlers = {
             spec.logical_id: HandlerFunction(
-                self, spec.logical_id, spec=spec, tables=tables, bus=bus
+                self, spec.logical_id, spec=spec, tables=tables, bus=bus, config=config
             )
             for spec in ENROLLMENT_FUNCTIONS
         }

@@ -1,0 +1,73 @@
+"""The revocation and status layer: status bucket, CloudFront, OCSP and the CRL publisher."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from constructs import Construct
+
+from cdk.deployed_config import DeployedConfig
+from cdk.handler_function import HandlerFunction
+from cdk.publisher_schedule import PublisherSchedule
+from cdk.status_bucket import StatusBucket
+from cdk.status_distribution import OcspApi, StatusDistribution
+from certplane.resources import CRL_PUBLISHER, OCSP, STATUS_BUCKET
+
+
+class StatusStack(Stack):
+    """Serves status over plain HTTP through CloudFront; publishes CRLs every minute.
+
+    Certificates carry the status URLs of `[status] url` in the configuration: point that
+    (a CNAME on a custom domain, or the distribution's domain) at `StatusDomainName`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        tables: Mapping[str, dynamodb.ITable],
+        bus: events.IEventBus,
+        config: DeployedConfig,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.status_bucket = StatusBucket(self, STATUS_BUCKET.logical_id, spec=STATUS_BUCKET)
+        buckets = {STATUS_BUCKET.logical_id: self.status_bucket.bucket}
+        self.handlers = {
+            spec.logical_id: HandlerFunction(
+                self,
+                spec.logical_id,
+                spec=spec,
+                tables=tables,
+                bus=bus,
+                config=config,
+                buckets=buckets,
+            )
+            for spec in (OCSP, CRL_PUBLISHER)
+        }
+        self.ocsp_api = OcspApi(self, "OcspApi", function=self.ocsp.function)
+        self.distribution = StatusDistribution(
+            self, "Distribution", bucket=self.status_bucket.bucket, ocsp_api=self.ocsp_api.api
+        )
+        self.schedule = PublisherSchedule(
+            self, "CrlPublisherSchedule", function=self.crl_publisher.function
+        )
+        CfnOutput(
+            self,
+            "StatusDomainName",
+            value=self.distribution.distribution.distribution_domain_name,
+            description="Serves http://<this>/crl/..., /ca/..., /ocsp (set [status] url)",
+        )
+
+    @property
+    def ocsp(self) -> HandlerFunction:
+        return self.handlers[OCSP.logical_id]
+
+    @property
+    def crl_publisher(self) -> HandlerFunction:
+        return self.handlers[CRL_PUBLISHER.logical_id]
