@@ -7,7 +7,7 @@ PYTEST_WORKERS ?= 2
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export POWERTOOLS_TRACE_DISABLED := 1
 
-.PHONY: install run test lint format synth clean
+.PHONY: install run test lint format synth clean bench
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ format: install
 
 test: lint
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) -p no:cacheprovider
+
+# Performance measurements (issue 8): writes bench/results.json; not part of `make test`.
+bench: install
+	$(BIN)/python -m bench.run
 
 synth: install
 	$(BIN)/python app.py

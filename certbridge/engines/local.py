@@ -35,6 +35,7 @@ from certbridge.interface import (
     SigningRequest,
 )
 from certbridge.remote_signing import key_kind
+from certbridge.tbs_template import P256TbsTemplate
 
 # Any of these can be certified whatever the CA's own algorithm: policy picks per profile.
 SUBJECT_KEY_ALGORITHMS = ("P-256", "P-384", "Ed25519", "RSA", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87")
@@ -194,6 +195,13 @@ class LocalCAEngine:
                 f"local CA {engine_id}: issuing.key does not match issuing.pem"
             )
         self._issuing_key: CertificateIssuerPrivateKeyTypes = key
+        # P-256 issuers sign from a pre-encoded TBS template (about twice the builder's rate);
+        # requests it cannot encode identically still go through the builder.
+        self._template = (
+            P256TbsTemplate(self._issuing, key)
+            if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+            else None
+        )
 
     @property
     def engine_id(self) -> str:
@@ -213,6 +221,14 @@ class LocalCAEngine:
         )
 
     def issue(self, request: SigningRequest) -> IssuedCertificate:
+        certificate = self._template.certificate(request) if self._template else None
+        if certificate is None:
+            certificate = self.issue_with_builder(request)
+        return IssuedCertificate(certificate=certificate, chain=self.chain())
+
+    def issue_with_builder(self, request: SigningRequest) -> x509.Certificate:
+        """cryptography's CertificateBuilder: every key and extension kind (the reference the
+        template path is tested against)."""
         builder = (
             x509.CertificateBuilder()
             .subject_name(request.subject)
@@ -228,8 +244,7 @@ class LocalCAEngine:
         )
         for extension in request.extensions:
             builder = builder.add_extension(extension.value, critical=extension.critical)
-        certificate = builder.sign(self._issuing_key, _digest(self._issuing_key))
-        return IssuedCertificate(certificate=certificate, chain=self.chain())
+        return builder.sign(self._issuing_key, _digest(self._issuing_key))
 
     def sign_crl(
         self, builder: x509.CertificateRevocationListBuilder

@@ -240,8 +240,22 @@ class CrlPublisher:
         if signer is None:
             raise RuntimeError(f"CA {ca_id} cannot sign CRLs")
         number = state.next_crl_number(ca_id)
+        entries = []
+        for entry in listed:
+            revoked = (
+                x509.RevokedCertificateBuilder()
+                .serial_number(entry.serial)
+                .revocation_date(entry.revoked_at)
+            )
+            # RFC 5280 §5.3.1: the reason code unspecified SHOULD be absent.
+            if entry.reason != x509.ReasonFlags.unspecified.value:
+                flag = REVOCATION_REASONS.get(entry.reason, x509.ReasonFlags.unspecified)
+                revoked = revoked.add_extension(x509.CRLReason(flag), critical=False)
+            entries.append(revoked.build())
+        # One list for the builder: add_revoked_certificate copies the list on every call,
+        # which made a 100k-entry shard take ~27 s instead of ~0.7 s (bench/status.py).
         builder = (
-            x509.CertificateRevocationListBuilder()
+            x509.CertificateRevocationListBuilder(revoked_certificates=entries)
             .last_update(now)
             .next_update(now + self._validity())
             .add_extension(x509.CRLNumber(number), critical=False)
@@ -260,17 +274,6 @@ class CrlPublisher:
                 ),
                 critical=True,
             )
-        for entry in listed:
-            revoked = (
-                x509.RevokedCertificateBuilder()
-                .serial_number(entry.serial)
-                .revocation_date(entry.revoked_at)
-            )
-            # RFC 5280 §5.3.1: the reason code unspecified SHOULD be absent.
-            if entry.reason != x509.ReasonFlags.unspecified.value:
-                flag = REVOCATION_REASONS.get(entry.reason, x509.ReasonFlags.unspecified)
-                revoked = revoked.add_extension(x509.CRLReason(flag), critical=False)
-            builder = builder.add_revoked_certificate(revoked.build())
         return signer.sign_crl(builder)
 
     def _publish_ca_certificate(self, ca_id: str) -> None:

@@ -1,0 +1,1 @@
+"""certplane's benchmarks (issue 8): measured with `make bench`, never asserted in tests."""
