@@ -7,6 +7,7 @@ the same thing on a laptop and in the account.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from functools import cached_property
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from certplane.events import DetailType
 
 DEFAULT_CONFIG = "defaults/certplane.toml"
 KEY_ALGORITHMS = ("P-256", "P-384", "Ed25519", "RSA")
@@ -176,6 +179,58 @@ class Tenant(_Strict):
     default_profile: str | None = None
 
 
+class ConnectorConfig(_Strict):
+    """One integration of one tenant: which events go to which target (connectors/).
+
+    The credential is never written here: `secret` names a Secrets Manager secret (what the
+    deployed connector reads); `secret_env` / `secret_file` are for `certplane dev` only,
+    pointing at a local variable or file. `filters` maps dotted detail paths to accepted
+    values (`{"certificate.profile" = ["device"]}`); `options` go to the connector type.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")]
+    tenant: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+    url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    secret: str | None = None
+    secret_env: str | None = None
+    secret_file: str | None = None
+    events: list[str] = Field(min_length=1)
+    filters: dict[str, list[Any]] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        known = {d.value for d in DetailType}
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            raise ValueError(f"unknown detail-types {unknown}; known: {sorted(known)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> Self:
+        sources = [s for s in (self.secret, self.secret_env, self.secret_file) if s]
+        if len(sources) > 1:
+            raise ValueError(f"connector {self.name}: give one of secret, secret_env, secret_file")
+        if self.secret and self.secret.startswith(("whsec_", "https://", "http://")):
+            raise ValueError(
+                f"connector {self.name}: `secret` is a Secrets Manager id, never the secret"
+            )
+        return self
+
+    def local_secret(self) -> str | None:
+        """The secret from `secret_env` / `secret_file` (certplane dev); None otherwise."""
+        if self.secret_env:
+            value = os.environ.get(self.secret_env)
+            if value is None:
+                raise ValueError(f"connector {self.name}: ${self.secret_env} is not set")
+            return value
+        if self.secret_file:
+            return Path(self.secret_file).expanduser().read_text().strip()
+        return None
+
+
 class Settings(_Strict):
     """The whole configuration: tenants, profiles and CAs, cross-checked on load."""
 
@@ -185,6 +240,7 @@ class Settings(_Strict):
     expiry_shards: int = Field(default=8, ge=1, le=256)
     idempotency_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
     status: StatusSettings = Field(default_factory=StatusSettings)
+    connectors: list[ConnectorConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Self:
@@ -203,6 +259,13 @@ class Settings(_Strict):
         for profile in self.profiles:
             if profile.lite_variant and profile.lite_variant not in profile_names:
                 raise ValueError(f"profile {profile.name}: unknown lite variant")
+        tenant_ids = {tenant.id for tenant in self.tenants}
+        for connector in self.connectors:
+            if connector.tenant not in tenant_ids:
+                raise ValueError(f"connector {connector.name}: unknown tenant {connector.tenant}")
+        connector_names = [connector.name for connector in self.connectors]
+        if len(connector_names) != len(set(connector_names)):
+            raise ValueError("connector names must be unique")
         names = [p.name for p in self.profiles] + [a for p in self.profiles for a in p.aliases]
         if len(names) != len(set(names)):
             raise ValueError("profile names and aliases must be unique")

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -26,6 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from certplane.dev.aws import ACCOUNT_ID, REGION, EmbeddedAws
 from certplane.dev.bootstrap import prepare_bootstrap
+from certplane.dev.connectors import DevConnectors
 from certplane.dev.examples import est_example, libcertifier_config
 from certplane.dev.front import DevHttpServer
 from certplane.dev.home import DevHome, write_secret
@@ -33,7 +35,7 @@ from certplane.dev.journal import Journal
 from certplane.dev.lambda_host import LambdaHost
 from certplane.dev.status_front import StatusHttpServer
 from certplane.lifecycle import IssueRequest
-from certplane.resources import CA_DIR_ENV, CONFIG_ENV, FunctionSpec
+from certplane.resources import CA_DIR_ENV, CONFIG_ENV, EVENT_BUS, FunctionSpec
 from certplane.runtime import build_runtime
 from certplane.status.ocsp_signer import OCSP_DIR_ENV
 from certplane.status.service import build_status
@@ -76,6 +78,7 @@ class DevServer:
         self.config = config
         self.announce = announce
         self.httpd: DevHttpServer | None = None
+        self.connectors: DevConnectors | None = None
         self._stopping = threading.Event()
 
     # -- start ----------------------------------------------------------------------------
@@ -103,6 +106,7 @@ class DevServer:
         self.journal.compact(self.aws.table_names)
         logger.info("restored state (%d journal writes replayed)", replayed)
         self.runtime = build_runtime()
+        self.connectors = self._start_connectors()
         self.status = build_status(self.runtime)
         self.status.crl.publish_due(force=True)  # the bucket is fresh: publish everything
         self._export_ca()
@@ -276,10 +280,31 @@ class DevServer:
                 self._record_events()
 
     def _record_events(self) -> None:
-        """Move what the bus delivered to the dev tap into events.jsonl (fsynced)."""
+        """Move what the bus delivered to the dev tap into events.jsonl (fsynced), then let
+        the configured connectors deliver what their queues hold."""
         events = self.aws.drain_event_tap()
         if events:
             _fsync_lines(self.home.events, [json.dumps(e, separators=(",", ":")) for e in events])
+        if self.connectors is not None:
+            try:
+                self.connectors.deliver_pending()
+            except Exception:  # a connector problem never fails the developer's request
+                logger.exception("connector delivery failed")
+
+    def _start_connectors(self) -> DevConnectors | None:
+        """Rules, queues and in-process delivery for each `[[connectors]]` entry."""
+        configs = self.runtime.settings.connectors
+        if not configs:
+            return None
+        connectors = DevConnectors(
+            configs,
+            sqs=boto3.client("sqs"),
+            events=boto3.client("events"),
+            secrets=boto3.client("secretsmanager"),
+            bus_name=os.environ[EVENT_BUS.env_var],
+        )
+        self.announce("connectors: " + ", ".join(f"{c.name} ({c.type})" for c in configs))
+        return connectors
 
     def serve_forever(self) -> None:
         assert self.httpd is not None

@@ -21,8 +21,9 @@ STARTUP_TIMEOUT_SECONDS = 60
 class DevProcess:
     """One `certplane dev` server on a free port with its own home folder."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.home = home
+        self.extra_args = extra_args  # e.g. ("--config", path)
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
         self.status_url = ""
@@ -40,6 +41,7 @@ class DevProcess:
                 "0",
                 "--home",
                 str(self.home),
+                *self.extra_args,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
