@@ -6,15 +6,15 @@ here exactly as they do on `certplane dev --status-port`.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk.api_stage import logged_stage
 from certplane.resources import OCSP
 
 # Published objects, by the first segment of certplane.status.urls' keys.
@@ -31,12 +31,7 @@ class OcspApi(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, function: lambda_.IFunction) -> None:
         super().__init__(scope, construct_id)
-        self.access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=logs.RetentionDays.ONE_YEAR,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        self.access_logs, stage_options = logged_stage(self)
         self.api = apigateway.LambdaRestApi(
             self,
             "Api",
@@ -46,22 +41,7 @@ class OcspApi(Construct):
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             cloud_watch_role=False,  # the management API stack owns the account-level role
             binary_media_types=["*/*"],
-            deploy_options=apigateway.StageOptions(
-                access_log_destination=apigateway.LogGroupLogDestination(self.access_logs),
-                access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
-                    caller=True,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=True,
-                ),
-                tracing_enabled=True,
-                metrics_enabled=True,
-            ),
+            deploy_options=stage_options,
         )
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from cdk.api_stage import logged_stage
 from cdk.deployed_config import DeployedConfig
 from cdk.handler_function import HandlerFunction
 from certplane.resources import CERTIFIER_API, EST, FunctionSpec
@@ -44,12 +44,7 @@ class EnrollmentStack(Stack):
             )
             for spec in ENROLLMENT_FUNCTIONS
         }
-        self.access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=logs.RetentionDays.ONE_YEAR,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        self.access_logs, stage_options = logged_stage(self)
         self.api = apigateway.RestApi(
             self,
             "Api",
@@ -59,22 +54,7 @@ class EnrollmentStack(Stack):
             # The management API stack owns the account-level CloudWatch role.
             cloud_watch_role=False,
             binary_media_types=["application/pkcs10", "application/pkcs7-mime"],
-            deploy_options=apigateway.StageOptions(
-                access_log_destination=apigateway.LogGroupLogDestination(self.access_logs),
-                access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
-                    caller=True,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=True,
-                ),
-                tracing_enabled=True,
-                metrics_enabled=True,
-            ),
+            deploy_options=stage_options,
         )
         for spec in ENROLLMENT_FUNCTIONS:
             integration = apigateway.LambdaIntegration(self.handlers[spec.logical_id].function)
