@@ -21,6 +21,7 @@ from cdk.deployed_config import DeployedConfig
 from stacks.api_stack import ManagementApiStack
 from stacks.enrollment_stack import EnrollmentStack
 from stacks.events_stack import EventsStack
+from stacks.integrations_stack import IntegrationsStack
 from stacks.inventory_stack import InventoryStack
 from stacks.status_stack import StatusStack
 
@@ -64,13 +65,18 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
     api = ManagementApiStack(app, "CertplaneManagementApi", **wiring)
     enrollment = EnrollmentStack(app, "CertplaneEnrollment", **wiring)
     status = StatusStack(app, "CertplaneStatus", **wiring)
-    return {
+    stacks: dict[str, cdk.Stack] = {
         "inventory": inventory,
         "events": events,
         "api": api,
         "enrollment": enrollment,
         "status": status,
     }
+    if config.settings.connectors:  # no connectors configured: no integrations stack at all
+        stacks["integrations"] = IntegrationsStack(
+            app, "CertplaneIntegrations", bus=events.bus, config=config, env=env
+        )
+    return stacks
 
 
 if __name__ == "__main__":
