@@ -119,7 +119,11 @@ def schema_for(detail_type: DetailType | str) -> dict[str, Any]:
 
 def validate_detail(detail_type: DetailType | str, detail: Mapping[str, Any]) -> None:
     """Raise jsonschema.ValidationError when `detail` breaks its detail-type's schema."""
-    Draft202012Validator(schema_for(detail_type), registry=_registry()).validate(detail)
+    Draft202012Validator(
+        schema_for(detail_type),
+        registry=_registry(),
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    ).validate(detail)
 
 
 class EventPublisher:

@@ -148,7 +148,7 @@ class Lifecycle:
                 event_key_jmespath="[tenant, idempotency_key]",
                 payload_validation_jmespath=(
                     "[operation, profile, csr, reference, validity_days, subject_override,"
-                    " san_override]"
+                    " san_override, device_id, owner, tags]"
                 ),
                 expires_after_seconds=settings.idempotency_ttl_seconds,
                 raise_on_no_idempotency_key=True,

@@ -45,7 +45,8 @@ class Connection:
         """--url/--token first, then CERTPLANE_URL/CERTPLANE_TOKEN, then the dev home."""
         dev_home = DevHome(home.expanduser() if home else default_home())
         url = url or os.environ.get(URL_ENV)
-        if not url and dev_home.endpoint.exists():
+        url_from_home = not url
+        if url_from_home and dev_home.endpoint.exists():
             url = json.loads(dev_home.endpoint.read_text())["url"]
         if not url:
             raise ApiError(
@@ -55,12 +56,13 @@ class Connection:
                 f"(looked in {dev_home.root})",
             )
         token = token or os.environ.get(TOKEN_ENV)
-        if not token and dev_home.admin_token.exists():
+        if not token and url_from_home and dev_home.admin_token.exists():
+            # The dev home's admin token goes only to the dev server it belongs to.
             token = dev_home.admin_token.read_text().strip()
         if not token:
             raise ApiError(None, "no_token", f"no token: pass --token or set {TOKEN_ENV}")
         ca = ca_file or (Path(os.environ[CA_FILE_ENV]) if os.environ.get(CA_FILE_ENV) else None)
-        if ca is None and dev_home.root_pem.exists():
+        if ca is None and url_from_home and dev_home.root_pem.exists():
             ca = dev_home.root_pem
         return cls(url=url.rstrip("/"), token=token, verify=str(ca) if ca else True)
 
