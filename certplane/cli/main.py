@@ -14,12 +14,14 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from certplane.cli.client import ApiClient, ApiError, Connection
+from certplane.cli.events import app as events_app
 from certplane.dev.home import default_home
 from certplane.model import REVOCATION_REASONS
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 cert_app = typer.Typer(no_args_is_help=True, help="Certificates in the inventory.")
 app.add_typer(cert_app, name="cert")
+app.add_typer(events_app, name="events", help="Connector DLQs and event replay (AWS).")
 console = Console()
 errors = Console(stderr=True)
 
