@@ -6,10 +6,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.base import Connector
+from connectors.cef import CefSyslogConnector
 from connectors.github import GitHubDispatchConnector
+from connectors.gitlab import GitLabTriggerConnector
+from connectors.jira import JiraConnector
+from connectors.ocsf import OcsfS3Connector
 from connectors.pagerduty import PagerDutyConnector
+from connectors.servicenow import ServiceNowConnector
 from connectors.slack import SlackConnector
 from connectors.splunk import SplunkHecConnector
+from connectors.teams import TeamsConnector
 from connectors.webhook import WebhookConnector
 
 CONNECTOR_TYPES: dict[str, type] = {
@@ -18,6 +24,12 @@ CONNECTOR_TYPES: dict[str, type] = {
     PagerDutyConnector.type_name: PagerDutyConnector,
     SplunkHecConnector.type_name: SplunkHecConnector,
     GitHubDispatchConnector.type_name: GitHubDispatchConnector,
+    JiraConnector.type_name: JiraConnector,
+    ServiceNowConnector.type_name: ServiceNowConnector,
+    TeamsConnector.type_name: TeamsConnector,
+    GitLabTriggerConnector.type_name: GitLabTriggerConnector,
+    OcsfS3Connector.type_name: OcsfS3Connector,
+    CefSyslogConnector.type_name: CefSyslogConnector,
 }
 
 
