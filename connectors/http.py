@@ -75,10 +75,26 @@ class HttpSender:
     ) -> requests.Response:
         """Send `body`; `target` names the endpoint in reasons (never the URL: it may be a
         secret, as a Slack webhook URL is)."""
+        return self.request("POST", url, body=body, headers=headers, target=target)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        target: str,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Any method (GET, PATCH, …) with the same timeouts, TLS trust, no proxies and the
+        same outcome rules (`raise_for_outcome`)."""
         try:
-            response = self._session.post(
+            response = self._session.request(
+                method,
                 url,
                 data=body,
+                params=dict(params or {}),
                 headers=dict(headers),
                 timeout=self._timeout,
                 verify=self._verify,

@@ -34,16 +34,13 @@ from typing import Any
 import requests
 
 from certplane.events import DetailType
-from connectors.base import CertplaneEvent, PermanentDelivery, RetryableDelivery
-from connectors.http import HttpSender, raise_for_outcome
+from connectors.base import CertplaneEvent, PermanentDelivery
+from connectors.http import HttpSender
 
 API = "/rest/api/3"
 MAX_SUMMARY = 255
 MAX_LABEL = 255
 DONE = "done"  # statusCategory key of every "done" status
-
-
-# -- HTTP verbs beyond POST, on the same session, timeouts and outcome rules ------------
 
 
 def send(
@@ -56,31 +53,9 @@ def send(
     document: Any = None,
     params: Mapping[str, str] | None = None,
 ) -> requests.Response:
-    """Like HttpSender.post, for any method (GET, PATCH...) and an optional JSON body.
-
-    Uses the sender's own session and settings so every request of a connector has the same
-    timeouts, TLS trust and no proxies; classified by connectors.http.raise_for_outcome.
-    """
+    """A JSON request through the connector's sender (GET, POST, PATCH…)."""
     body = None if document is None else json.dumps(document).encode()
-    try:
-        response = sender._session.request(
-            method,
-            url,
-            data=body,
-            params=dict(params or {}),
-            headers=dict(headers),
-            timeout=sender._timeout,
-            verify=sender._verify,
-            allow_redirects=False,
-        )
-    except requests.Timeout as error:
-        raise RetryableDelivery(f"{target}: timed out") from error
-    except requests.ConnectionError as error:
-        raise RetryableDelivery(f"{target}: cannot connect ({type(error).__name__})") from error
-    except requests.RequestException as error:
-        raise PermanentDelivery(f"{target}: bad request ({type(error).__name__})") from error
-    raise_for_outcome(response, target)
-    return response
+    return sender.request(method, url, headers=headers, target=target, body=body, params=params)
 
 
 def basic_auth(secret: str | None, what: str, example: str) -> str:
