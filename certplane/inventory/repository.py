@@ -73,6 +73,20 @@ def _decode_cursor(cursor: str, expected: dict[str, str]) -> dict[str, Any]:
     return key
 
 
+def _effective_status_condition(status: str) -> Any:
+    """Match the status the API shows: an ISSUED record past notAfter reads EXPIRED before
+    any sweep rewrites it, so ISSUED excludes it and EXPIRED includes it."""
+    issued = CertificateRecord.status == CertificateStatus.ISSUED.value
+    now = _now()
+    if status == CertificateStatus.ISSUED.value:
+        return issued & (CertificateRecord.not_after > now)
+    if status == CertificateStatus.EXPIRED.value:
+        return (CertificateRecord.status == status) | (
+            issued & (CertificateRecord.not_after <= now)
+        )
+    return CertificateRecord.status == status
+
+
 class Inventory:
     """The certificate inventory of every tenant, one DynamoDB table."""
 
@@ -351,7 +365,7 @@ class Inventory:
         """A page of a tenant's records, newest first; filters narrow a Query, never a Scan."""
         condition = None
         for clause in (
-            CertificateRecord.status == status if status else None,
+            _effective_status_condition(status) if status else None,
             CertificateRecord.profile == profile if profile else None,
             CertificateRecord.not_after < expiring_before if expiring_before else None,
         ):

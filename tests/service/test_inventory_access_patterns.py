@@ -220,6 +220,8 @@ def test_tenant_listing_filters(inventory, dynamo_calls):
     inventory.mark_revoked(revoked, "keyCompromise", BASE)
     pending = put_pending(inventory, device_id="d3")
     put_issued(inventory, "other", profile="server", device_id="d1")
+    yesterday = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    lapsed = put_issued(inventory, not_after=yesterday, device_id="d4")
     dynamo_calls.clear()
 
     def listed(**filters) -> set[str]:
@@ -229,10 +231,13 @@ def test_tenant_listing_filters(inventory, dynamo_calls):
 
     assert listed(status="REVOKED") == {revoked.pk}
     assert listed(status="PENDING") == {pending.pk}
+    # The status the API shows: ISSUED past notAfter reads EXPIRED before any sweep.
     assert listed(status="ISSUED") == {soon.pk, late.pk, server.pk}
+    assert listed(status="EXPIRED") == {lapsed.pk}
     assert listed(profile="server") == {server.pk}
-    assert listed(expiring_before=BASE + datetime.timedelta(days=30)) == {soon.pk}
+    assert listed(expiring_before=BASE + datetime.timedelta(days=30)) == {soon.pk, lapsed.pk}
     assert listed(status="ISSUED", profile="device") == {soon.pk, late.pk}
+    assert lapsed.status == "ISSUED"
     assert_served_without_scan(dynamo_calls, "by-tenant")
 
     dynamo_calls.clear()
