@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from moto.acmpca.models import acmpca_backends
 
+from certbridge.certificates import CA_BACKDATE, ca_certificate_builder
 from certbridge.engines.pca import GENERAL_PURPOSE, PrivateCAEngine
 
 NAME = "pca-moto"
@@ -31,17 +32,6 @@ REGION = "us-east-1"
 # "pkix_profile": the leaf has only a SAN (no key usage, EKU, AKI), so no PKIX lint passes.
 EMULATOR_GAPS = frozenset({"validity", "pkix_profile"})
 CA_SUBJECT = {"Organization": "certplane", "CommonName": "certplane PCA (moto)"}
-_CA_KEY_USAGE = x509.KeyUsage(
-    digital_signature=False,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
 
 
 def ca_builder(
@@ -54,20 +44,14 @@ def ca_builder(
 ) -> x509.CertificateBuilder:
     """An unsigned CA certificate shaped like certplane's own (pkilint-clean)."""
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + lifetime)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(_CA_KEY_USAGE, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False
-        )
+    return ca_certificate_builder(
+        subject,
+        public_key,
+        issuer,
+        issuer_public_key,
+        now - CA_BACKDATE,
+        now + lifetime,
+        path_length,
     )
 
 
