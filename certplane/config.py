@@ -231,6 +231,33 @@ class ConnectorConfig(_Strict):
         return None
 
 
+class ApiPrincipal(_Strict):
+    """An IAM identity allowed on the management API (`management_auth = iam`), and its tenant.
+
+    `arn` is an IAM user or role ARN; a caller that assumed the role (an STS assumed-role ARN)
+    matches the role by account and role name, as IAM itself compares them.
+    """
+
+    arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+$")]
+    tenant: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    name: str | None = None
+    roles: list[str] = Field(default_factory=lambda: ["admin"])
+
+
+class ApiAuthSettings(_Strict):
+    """How the management API maps a caller the gateway authenticated to a tenant and roles.
+
+    Used only when the stack sets CERTPLANE_API_AUTH to `jwt` or `iam` (CDK context
+    `management_auth`); bearer tokens (`token`, the default and `certplane dev`) ignore it.
+    """
+
+    tenant_claim: str = "custom:tenant"  # JWT claim naming the caller's tenant
+    roles_claims: list[str] = Field(default_factory=lambda: ["cognito:groups", "scope"])
+    # Roles of a JWT caller whose roles claims are empty (tokens default to admin too).
+    default_roles: list[str] = Field(default_factory=lambda: ["admin"])
+    iam_principals: list[ApiPrincipal] = Field(default_factory=list)
+
+
 class Settings(_Strict):
     """The whole configuration: tenants, profiles and CAs, cross-checked on load."""
 
@@ -241,6 +268,7 @@ class Settings(_Strict):
     idempotency_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
     status: StatusSettings = Field(default_factory=StatusSettings)
     connectors: list[ConnectorConfig] = Field(default_factory=list)
+    api_auth: ApiAuthSettings = Field(default_factory=ApiAuthSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Self:
@@ -263,6 +291,9 @@ class Settings(_Strict):
         for connector in self.connectors:
             if connector.tenant not in tenant_ids:
                 raise ValueError(f"connector {connector.name}: unknown tenant {connector.tenant}")
+        for principal in self.api_auth.iam_principals:
+            if principal.tenant not in tenant_ids:
+                raise ValueError(f"api_auth principal {principal.arn}: unknown tenant")
         connector_names = [connector.name for connector in self.connectors]
         if len(connector_names) != len(set(connector_names)):
             raise ValueError("connector names must be unique")

@@ -42,3 +42,9 @@ class ServiceUnavailable(CertplaneError):
     """A dependency (a CA engine) is down; the client may retry."""
 
     status = 503
+
+
+class Forbidden(CertplaneError):
+    """The caller is authenticated but may not act (no tenant mapping, missing role)."""
+
+    status = 403

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from certplane.api.models import IssueBody, RenewBody, RevokeBody
 from certplane.api.views import certificate_view, profile_view
 from certplane.auth import Principal
+from certplane.auth.gateway import AuthMode, auth_mode, gateway_principal
 from certplane.errors import CertplaneError, PayloadTooLarge, Unauthorized
 from certplane.lifecycle import IssueRequest, RenewRequest
 from certplane.model import iso_timestamp
@@ -69,8 +71,10 @@ def _bearer_token(event: dict[str, Any]) -> str | None:
 class ManagementApi:
     """The management API of one runtime: gatekeeping, then the Powertools resolver."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, auth: AuthMode | None = None) -> None:
         self.runtime = runtime
+        # Who authenticates callers: the function (tokens) or the gateway (jwt, iam).
+        self.auth = auth if auth is not None else auth_mode(os.environ)
         self.resolver = _build_resolver(runtime)
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -93,14 +97,20 @@ class ManagementApi:
                 )
             if event.get("path") in PUBLIC_PATHS:
                 return None
-            token = _bearer_token(event)
-            principal = self.runtime.credentials.authenticate_token(token) if token else None
-            if principal is None:
-                raise Unauthorized("unauthorized", "a valid bearer token is required")
+            principal = self._principal(event)
         except CertplaneError as error:
             return error_response(error.status, error.code, error.message)
         self.resolver.append_context(principal=principal)
         return None
+
+    def _principal(self, event: dict[str, Any]) -> Principal:
+        if self.auth is not AuthMode.TOKEN:
+            return gateway_principal(event, self.auth, self.runtime.settings.api_auth)
+        token = _bearer_token(event)
+        principal = self.runtime.credentials.authenticate_token(token) if token else None
+        if principal is None:
+            raise Unauthorized("unauthorized", "a valid bearer token is required")
+        return principal
 
 
 def _build_resolver(runtime: Runtime) -> APIGatewayRestResolver:
