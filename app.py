@@ -18,12 +18,14 @@ from typing import Any
 import aws_cdk as cdk
 
 from cdk.deployed_config import DeployedConfig
+from certplane.resources import STATUS_BUCKET
 from stacks.api_stack import ManagementApiStack
 from stacks.enrollment_stack import EnrollmentStack
 from stacks.events_stack import EventsStack
 from stacks.integrations_stack import IntegrationsStack
 from stacks.inventory_stack import InventoryStack
 from stacks.status_stack import StatusStack
+from stacks.workflows_stack import WorkflowsStack
 
 ROOT = Path(__file__).resolve().parent
 
@@ -65,12 +67,20 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
     api = ManagementApiStack(app, "CertplaneManagementApi", **wiring)
     enrollment = EnrollmentStack(app, "CertplaneEnrollment", **wiring)
     status = StatusStack(app, "CertplaneStatus", **wiring)
+    workflows = WorkflowsStack(
+        app,
+        "CertplaneWorkflows",
+        buckets={STATUS_BUCKET.logical_id: status.status_bucket.bucket},
+        **wiring,
+    )
+    workflows.grant_control(api.handler.function)
     stacks: dict[str, cdk.Stack] = {
         "inventory": inventory,
         "events": events,
         "api": api,
         "enrollment": enrollment,
         "status": status,
+        "workflows": workflows,
     }
     if config.settings.connectors:  # no connectors configured: no integrations stack at all
         stacks["integrations"] = IntegrationsStack(

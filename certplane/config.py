@@ -108,6 +108,10 @@ class Profile(_Strict):
     # certificates must stay tiny (compact) or are revoked by expiry alone (short-lived).
     crl: bool = True
     ocsp: bool = True
+    # The renewal sweep (certplane.workflows) renews this profile's certificates for the same
+    # key once fewer than `renew_before_days` remain; others only get "Certificate Expiring".
+    auto_renew: bool = False
+    renew_before_days: int = Field(default=30, ge=1, le=365)
     route: list[str] = Field(min_length=1)
 
     @field_validator("key_algorithms")
@@ -168,6 +172,30 @@ class StatusSettings(_Strict):
         if self.ocsp_signer_renew_days >= self.ocsp_signer_days:
             raise ValueError("ocsp_signer_renew_days must be below ocsp_signer_days")
         return self
+
+
+class WorkflowSettings(_Strict):
+    """Step Functions workflows (certplane.workflows): thresholds, waits, retries, bounds.
+
+    Wait and retry intervals really sleep in moto too: tests configure them down to 1 s.
+    """
+
+    # "Certificate Expiring" is announced once per certificate and threshold (days left).
+    expiring_thresholds_days: list[Annotated[int, Field(ge=1, le=365)]] = Field(
+        default_factory=lambda: [30, 14, 7, 1], min_length=1
+    )
+    # How far back the sweep looks for ISSUED certificates past notAfter (never swept yet).
+    expired_lookback_days: int = Field(default=30, ge=1, le=365)
+    sweep_page_size: int = Field(default=200, ge=1, le=1000)  # records per sweep step
+    sweep_tenant_concurrency: int = Field(default=4, ge=1, le=40)
+    sweep_schedule: str = "rate(1 day)"  # EventBridge Scheduler expression (AWS)
+    dev_sweep_interval_minutes: float = Field(default=60, ge=0)  # certplane dev; 0: never
+    retry_interval_seconds: int = Field(default=2, ge=1, le=3600)
+    retry_max_attempts: int = Field(default=3, ge=0, le=10)
+    retry_backoff_rate: float = Field(default=2.0, ge=1.0, le=10.0)
+    approval_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=365 * 24 * 3600)
+    bulk_max_concurrency: int = Field(default=10, ge=1, le=40)
+    bulk_page_size: int = Field(default=100, ge=1, le=500)  # certificates per Map iteration
 
 
 class Tenant(_Strict):
@@ -269,6 +297,7 @@ class Settings(_Strict):
     status: StatusSettings = Field(default_factory=StatusSettings)
     connectors: list[ConnectorConfig] = Field(default_factory=list)
     api_auth: ApiAuthSettings = Field(default_factory=ApiAuthSettings)
+    workflows: WorkflowSettings = Field(default_factory=WorkflowSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Self:

@@ -6,6 +6,7 @@ hold the same tables (derived from the pynamodb models), the same bus and the sa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from certplane.inventory.models import (
 )
 from certplane.status.state import STATUS_TABLE_DEFAULT, STATUS_TABLE_ENV, StatusState
 from certplane.status.store import STATUS_BUCKET_DEFAULT, STATUS_BUCKET_ENV
+from certplane.workflows.store import WORKFLOWS_TABLE_DEFAULT, WORKFLOWS_TABLE_ENV, WorkflowItem
 
 IDEMPOTENCY_TABLE_ENV = "CERTPLANE_IDEMPOTENCY_TABLE"
 CONFIG_ENV = "CERTPLANE_CONFIG"
@@ -130,7 +132,11 @@ IDEMPOTENCY = TableSpec(
 )
 # CRL numbers and which CRLs are due (certplane.status.state); keys lead with the CA.
 STATUS = table_from_model("Status", StatusState, STATUS_TABLE_ENV, STATUS_TABLE_DEFAULT)
-TABLES = (INVENTORY, PRINCIPALS, IDEMPOTENCY, STATUS)
+# Approvals, bulk-operation progress and expiry-notice markers (certplane.workflows.store).
+WORKFLOWS = table_from_model(
+    "Workflows", WorkflowItem, WORKFLOWS_TABLE_ENV, WORKFLOWS_TABLE_DEFAULT, ttl="expire_at"
+)
+TABLES = (INVENTORY, PRINCIPALS, IDEMPOTENCY, STATUS, WORKFLOWS)
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,7 @@ MANAGEMENT_API = FunctionSpec(
     logical_id="ManagementApi",
     handler="lambdas.management_api.handler",
     description="certplane management API (issue, list, get, renew, revoke)",
-    read_write_tables=(INVENTORY, IDEMPOTENCY),
+    read_write_tables=(INVENTORY, IDEMPOTENCY, WORKFLOWS),  # WORKFLOWS: approvals, bulk
     read_tables=(PRINCIPALS,),
     puts_events=True,
     environment={"POWERTOOLS_SERVICE_NAME": "certplane-management-api"},
@@ -238,6 +244,117 @@ CRL_PUBLISHER = FunctionSpec(
     read_write_buckets=(STATUS_BUCKET,),
 )
 STATUS_FUNCTIONS = (OCSP, CRL_PUBLISHER)
+
+# The workflow steps (lambdas/workflow_steps.py): one function per state machine, each step
+# named in its payload. They are invoked by their state machine only and have no path.
+RENEWAL_SWEEP_STEPS = FunctionSpec(
+    logical_id="RenewalSweepSteps",
+    handler="lambdas.workflow_steps.renewal_sweep",
+    description="Renewal sweep steps: expiry notices, auto-renewal, marking expired",
+    read_write_tables=(INVENTORY, IDEMPOTENCY, WORKFLOWS),
+    puts_events=True,
+    environment={"POWERTOOLS_SERVICE_NAME": "certplane-renewal-sweep"},
+    signs=True,  # auto-renewal signs
+)
+REVOCATION_STEPS = FunctionSpec(
+    logical_id="RevocationSteps",
+    handler="lambdas.workflow_steps.revocation",
+    description="Revocation workflow steps: revoke, then regenerate the due CRL shards",
+    read_write_tables=(INVENTORY, STATUS),
+    puts_events=True,
+    environment={"POWERTOOLS_SERVICE_NAME": "certplane-revocation"},
+    signs=True,  # CRLs are signed
+    read_write_buckets=(STATUS_BUCKET,),
+)
+APPROVAL_STEPS = FunctionSpec(
+    logical_id="ApprovalSteps",
+    handler="lambdas.workflow_steps.approval",
+    description="Approval-gated issuance steps: await a decision, issue or record the denial",
+    read_write_tables=(INVENTORY, IDEMPOTENCY, WORKFLOWS),
+    puts_events=True,
+    environment={"POWERTOOLS_SERVICE_NAME": "certplane-approval"},
+    signs=True,
+)
+BULK_STEPS = FunctionSpec(
+    logical_id="BulkSteps",
+    handler="lambdas.workflow_steps.bulk",
+    description="Bulk operation steps: select certificates, revoke or reissue each, progress",
+    read_write_tables=(INVENTORY, IDEMPOTENCY, WORKFLOWS, STATUS),  # STATUS: CRL shards due
+    puts_events=True,
+    environment={"POWERTOOLS_SERVICE_NAME": "certplane-bulk"},
+    signs=True,
+)
+WORKFLOW_FUNCTIONS = (RENEWAL_SWEEP_STEPS, REVOCATION_STEPS, APPROVAL_STEPS, BULK_STEPS)
+
+
+@dataclass(frozen=True)
+class StateMachineSpec:
+    """A Step Functions state machine: its definition builder and the functions it invokes.
+
+    The definition is JSONPath ASL with `${<function logical id>}` placeholders for the step
+    functions' ARNs: the CDK fills them with DefinitionSubstitutions, `certplane dev` with the
+    ARNs of the functions it created in moto. `env_var` carries the machine's ARN to the
+    management API, which starts executions and sends approval decisions.
+    """
+
+    logical_id: str
+    default_name: str
+    env_var: str
+    functions: tuple[FunctionSpec, ...]
+    build: Callable[[Any, str], dict[str, Any]]
+    description: str = ""
+
+    def definition(self, workflow_settings: Any) -> dict[str, Any]:
+        """The ASL for these settings (certplane.config.WorkflowSettings)."""
+        return self.build(workflow_settings, "${" + self.functions[0].logical_id + "}")
+
+    def definition_text(self, workflow_settings: Any) -> str:
+        import json
+
+        return json.dumps(self.definition(workflow_settings), indent=1, sort_keys=True)
+
+
+def _state_machines() -> tuple[StateMachineSpec, ...]:
+    from certplane.workflows import definitions
+
+    return (
+        StateMachineSpec(
+            "RenewalSweep",
+            "certplane-renewal-sweep",
+            "CERTPLANE_RENEWAL_SWEEP_ARN",
+            (RENEWAL_SWEEP_STEPS,),
+            definitions.renewal_sweep,
+            "Daily: expiry notices, auto-renewal and expiry of every tenant's certificates",
+        ),
+        StateMachineSpec(
+            "Revocation",
+            "certplane-revocation",
+            "CERTPLANE_REVOCATION_WORKFLOW_ARN",
+            (REVOCATION_STEPS,),
+            definitions.revocation,
+            "Revoke one certificate and regenerate its CRL shard",
+        ),
+        StateMachineSpec(
+            "ApprovalIssuance",
+            "certplane-approval-issuance",
+            "CERTPLANE_APPROVAL_WORKFLOW_ARN",
+            (APPROVAL_STEPS,),
+            definitions.approval_issuance,
+            "Issue after a human approves (waitForTaskToken)",
+        ),
+        StateMachineSpec(
+            "BulkOperation",
+            "certplane-bulk-operation",
+            "CERTPLANE_BULK_WORKFLOW_ARN",
+            (BULK_STEPS,),
+            definitions.bulk_operation,
+            "Revoke or reissue every certificate of a CA, profile or device set",
+        ),
+    )
+
+
+STATE_MACHINES = _state_machines()
+RENEWAL_SWEEP, REVOCATION_WORKFLOW, APPROVAL_WORKFLOW, BULK_WORKFLOW = STATE_MACHINES
 
 
 @dataclass(frozen=True)

@@ -264,6 +264,20 @@ class Inventory:
         record.save(condition=CertificateRecord.status == CertificateStatus.PENDING.value)
         return record
 
+    def mark_expired(self, record: CertificateRecord) -> CertificateRecord:
+        """ISSUED past notAfter → EXPIRED (the renewal sweep): it leaves the expiry index."""
+        if record.status != CertificateStatus.ISSUED.value:
+            raise Conflict("invalid_state", f"certificate {record.serial} is {record.status}")
+        self._leave_live_status(record, CertificateStatus.EXPIRED)
+        try:
+            record.save(condition=CertificateRecord.status == CertificateStatus.ISSUED.value)
+        except (PutError, UpdateError):
+            record.refresh()
+            raise Conflict(
+                "invalid_state", f"certificate {record.serial} changed while it was expiring"
+            ) from None
+        return record
+
     def mark_revoked(
         self, record: CertificateRecord, reason: str, revoked_at: datetime.datetime
     ) -> CertificateRecord:

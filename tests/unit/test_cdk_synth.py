@@ -33,6 +33,7 @@ from certplane.resources import (
     STATUS_BUCKET,
     STATUS_FUNCTIONS,
     TABLES,
+    WORKFLOW_FUNCTIONS,
     FunctionSpec,
     TableSpec,
 )
@@ -225,7 +226,9 @@ def test_every_function_spec_is_deployed_once(synth: Synth) -> None:
         for template in synth.templates.values()
         for function in template.find_resources("AWS::Lambda::Function").values()
     ]
-    assert sorted(handlers) == sorted(spec.handler for spec in ALL_FUNCTIONS)
+    # The workflow steps' functions: tests/unit/test_cdk_workflows.py.
+    expected = ALL_FUNCTIONS + WORKFLOW_FUNCTIONS
+    assert sorted(handlers) == sorted(spec.handler for spec in expected)
 
 
 @pytest.mark.parametrize("spec", ALL_FUNCTIONS, ids=lambda spec: spec.logical_id)
@@ -336,6 +339,8 @@ def test_function_policy_is_least_privilege(synth: Synth, function: FunctionSpec
                 elif service == "s3":
                     assert target == status_objects, f"{action} on {target}"
                     s3_objects.add(action)
+                elif service == "states":  # on the workflows' machines: test_cdk_workflows.py
+                    assert function is MANAGEMENT_API, f"{action} on {target}"
                 else:
                     assert action in XRAY_ACTIONS, f"unexpected {action} on {target}"
 

@@ -1,0 +1,78 @@
+"""The lifecycle layer's Step Functions workflows, their step functions and the daily sweep."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_cdk import Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from cdk.deployed_config import DeployedConfig
+from cdk.handler_function import HandlerFunction
+from cdk.state_machine import CertplaneStateMachine
+from cdk.workflow_schedule import WorkflowSchedule
+from certplane.resources import (
+    APPROVAL_WORKFLOW,
+    RENEWAL_SWEEP,
+    STATE_MACHINES,
+    WORKFLOW_FUNCTIONS,
+)
+
+
+class WorkflowsStack(Stack):
+    """One step function and one state machine per workflow (certplane.resources)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        tables: Mapping[str, dynamodb.ITable],
+        bus: events.IEventBus,
+        config: DeployedConfig,
+        buckets: Mapping[str, s3.IBucket],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.handlers = {
+            spec.logical_id: HandlerFunction(
+                self,
+                spec.logical_id,
+                spec=spec,
+                tables=tables,
+                bus=bus,
+                config=config,
+                buckets=buckets,
+            )
+            for spec in WORKFLOW_FUNCTIONS
+        }
+        functions = {logical_id: h.function for logical_id, h in self.handlers.items()}
+        settings = config.settings.workflows
+        self.machines = {
+            spec.logical_id: CertplaneStateMachine(
+                self, spec.logical_id, spec=spec, functions=functions, settings=settings
+            )
+            for spec in STATE_MACHINES
+        }
+        self.sweep_schedule = WorkflowSchedule(
+            self,
+            "RenewalSweepSchedule",
+            state_machine=self.machines[RENEWAL_SWEEP.logical_id].state_machine,
+            expression=settings.sweep_schedule,
+            description="start the renewal sweep",
+        )
+
+    def grant_control(self, function: lambda_.Function) -> None:
+        """Let `function` (the management API) start every workflow, read its executions and
+        answer approval tasks; the machines' ARNs go into its environment."""
+        for spec in STATE_MACHINES:
+            machine = self.machines[spec.logical_id].state_machine
+            machine.grant_start_execution(function)
+            machine.grant_execution(function, "states:DescribeExecution")
+            function.add_environment(spec.env_var, machine.state_machine_arn)
+        self.machines[APPROVAL_WORKFLOW.logical_id].state_machine.grant_task_response(function)

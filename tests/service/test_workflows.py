@@ -1,0 +1,346 @@
+"""The Step Functions workflows, as deployed: each definition is taken from the synthesized
+CertplaneWorkflows template and executed by moto, whose Lambda runs the real step handlers in
+process (certplane.dev.workflows). Results are checked on what the workflows leave behind:
+inventory records, events (validated against the schemas by the tap), CRLs in the status
+bucket, certificates verified by openssl.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from cryptography import x509
+from moto import mock_aws
+
+from app import build_app, create_app
+from cdk.state_machine import logical_id_of
+from certplane.dev import workflows as dev_workflows
+from certplane.dev.aws import MOTO_CONFIG
+from certplane.dev.lambda_host import LambdaHost
+from certplane.inventory import CertificateRecord
+from certplane.lifecycle import IssueRequest, Lifecycle
+from certplane.resources import (
+    CA_DIR_ENV,
+    CONFIG_ENV,
+    DEV_EVENT_TAP,
+    EVENT_BUS,
+    STATE_MACHINES,
+    STATUS_BUCKET,
+    TABLES,
+    WORKFLOW_FUNCTIONS,
+)
+from certplane.status.store import StatusStore
+from certplane.status.urls import STATUS_URL_ENV, crl_shard, shard_key
+from certplane.workflows import steps
+from tests.conftest import AwsStack, EventTap, csr_pem, new_key
+
+pytestmark = pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+EXECUTION_TIMEOUT_SECONDS = 120
+CONFIG = """
+expiry_shards = 2
+
+[status]
+crl_shards = 2
+
+[workflows]
+expiring_thresholds_days = [30, 14, 7, 1]
+retry_interval_seconds = 1
+retry_max_attempts = 1
+sweep_page_size = 2
+bulk_page_size = 2
+bulk_max_concurrency = 2
+approval_timeout_seconds = 60
+
+[[tenants]]
+id = "default"
+profiles = ["device", "fleet", "gated", "pqc"]
+
+[[tenants]]
+id = "other"
+profiles = ["device"]
+
+[[cas]]
+id = "local-dev"
+engine = "local"
+
+[[cas]]
+id = "local-pqc"
+engine = "local"
+
+[cas.options]
+algorithm = "ML-DSA-65"
+
+[[profiles]]
+name = "device"
+max_validity_days = 365
+default_validity_days = 90
+route = ["local-dev"]
+
+[[profiles]]
+name = "fleet"
+auto_renew = true
+renew_before_days = 10
+max_validity_days = 365
+default_validity_days = 90
+route = ["local-dev"]
+
+[[profiles]]
+name = "gated"
+requires_approval = true
+max_validity_days = 365
+default_validity_days = 30
+route = ["local-dev"]
+
+[[profiles]]
+name = "pqc"
+key_algorithms = ["ML-DSA-65", "P-256"]
+max_validity_days = 365
+default_validity_days = 30
+route = ["local-pqc"]
+"""
+
+
+# -- the synthesized definitions ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "certplane.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory, config_path: Path) -> dict[str, Any]:
+    app = create_app(
+        outdir=str(tmp_path_factory.mktemp("cdk.out")), context={"config": str(config_path)}
+    )
+    stacks = build_app(app)
+    return app.synth().get_stack_by_name(stacks["workflows"].stack_name).template
+
+
+@pytest.fixture(scope="module")
+def definitions(template: dict[str, Any]) -> dict[str, str]:
+    """Each machine's DefinitionString, with `${Function}` placeholders still in it."""
+    found = {}
+    for spec in STATE_MACHINES:
+        properties = template["Resources"][logical_id_of(spec)]["Properties"]
+        assert set(properties["DefinitionSubstitutions"]) == {f.logical_id for f in spec.functions}
+        found[spec.logical_id] = properties["DefinitionString"]
+    return found
+
+
+# -- moto with the real handlers ----------------------------------------------------------
+
+
+@dataclass
+class Workflows:
+    sfn: Any
+    machines: dict[str, str]
+    events: EventTap
+    lifecycle: Lifecycle
+    s3: Any
+
+    def run(self, machine: str, payload: dict[str, Any]) -> dict[str, Any]:
+        arn = self.start(machine, payload)
+        return self.wait(arn)
+
+    def start(self, machine: str, payload: dict[str, Any]) -> str:
+        # Named: moto names every unnamed execution "None" (a second start would clash).
+        return self.sfn.start_execution(
+            stateMachineArn=self.machines[machine], name=uuid.uuid4().hex, input=json.dumps(payload)
+        )["executionArn"]
+
+    def wait(self, execution_arn: str, status: str | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            described = self.sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] != "RUNNING" or status == "RUNNING":
+                return described
+            time.sleep(0.05)
+        raise AssertionError(f"{execution_arn} still running")
+
+    def issue(
+        self, profile: str = "device", days: int | None = None, name: str = "dev-1", key=None
+    ):
+        return self.lifecycle.issue(
+            IssueRequest(
+                tenant="default",
+                profile=profile,
+                csr=csr_pem(key or new_key("P-256"), name),
+                requester="tests",
+                validity_days=days,
+            )
+        )
+
+
+@pytest.fixture(scope="module")
+def ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ca")
+
+
+@pytest.fixture
+def workflows(
+    monkeypatch: pytest.MonkeyPatch,
+    config_path: Path,
+    ca_dir: Path,
+    definitions: dict[str, str],
+    boto_session: boto3.Session,
+) -> Iterator[Workflows]:
+    monkeypatch.setenv(CONFIG_ENV, str(config_path))
+    monkeypatch.setenv(CA_DIR_ENV, str(ca_dir))
+    monkeypatch.setenv(STATUS_URL_ENV, "http://status.certplane.test")
+    with mock_aws(config=MOTO_CONFIG):
+        dynamodb = boto_session.client("dynamodb")
+        for spec in TABLES:
+            dynamodb.create_table(**spec.create_table_kwargs())
+        s3 = boto_session.client("s3")
+        s3.create_bucket(Bucket=STATUS_BUCKET.default_name)
+        events = boto_session.client("events")
+        events.create_event_bus(Name=EVENT_BUS.default_name)
+        sqs = boto_session.client("sqs")
+        queue_url = sqs.create_queue(QueueName=DEV_EVENT_TAP.queue_name)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        events.put_rule(
+            Name=DEV_EVENT_TAP.name,
+            EventBusName=EVENT_BUS.default_name,
+            EventPattern=json.dumps(DEV_EVENT_TAP.pattern),
+        )
+        events.put_targets(
+            Rule=DEV_EVENT_TAP.name,
+            EventBusName=EVENT_BUS.default_name,
+            Targets=[{"Id": "tap", "Arn": queue_arn}],
+        )
+        host = LambdaHost(ACCOUNT_ID, REGION)
+        undo = dev_workflows.serve_handlers_in_process(host.invoke, WORKFLOW_FUNCTIONS)
+        try:
+            iam = boto_session.client("iam")
+            functions = dev_workflows.create_functions(
+                boto_session.client("lambda"), iam, WORKFLOW_FUNCTIONS
+            )
+            sfn = boto_session.client("stepfunctions")
+            machines = dev_workflows.create_state_machines(
+                sfn, iam, STATE_MACHINES, definitions, functions
+            )
+            tap = EventTap(
+                AwsStack(dynamodb, events, sqs, EVENT_BUS.default_name, queue_url, boto_session)
+            )
+            yield Workflows(sfn, machines, tap, steps.runtime().lifecycle, s3)
+        finally:
+            undo()
+
+
+def _types(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [detail_type for detail_type, _ in events]
+
+
+def _record(serial: str) -> CertificateRecord:
+    return CertificateRecord.get(f"default#{serial}", consistent_read=True)
+
+
+# -- renewal sweep ----------------------------------------------------------------------
+
+
+def test_renewal_sweep_announces_each_threshold_once_renews_and_expires(
+    workflows: Workflows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    by_threshold = {
+        threshold: workflows.issue(days=days, name=f"dev-{days}").serial
+        for threshold, days in ((30, 30), (14, 14), (7, 7), (1, 2))
+    }
+    expiring_soon = workflows.issue(days=1, name="dev-expired").serial
+    auto = workflows.issue(profile="fleet", days=5, name="fleet-1").serial
+    far = workflows.issue(days=200, name="dev-far").serial
+    workflows.events()
+    # The sweep runs a day and an hour later: 29d/13d/6d/0d remain, one has expired.
+    later = steps.utc_now() + datetime.timedelta(days=1, hours=1)
+    monkeypatch.setattr(steps, "utc_now", lambda: later)
+
+    execution = workflows.run("RenewalSweep", {})
+    assert execution["status"] == "SUCCEEDED", execution
+    counts = json.loads(execution["output"])["counts"]
+    assert counts["expiring"] == 4 and counts["expired"] == 1 and counts["renewed"] == 1
+
+    events = workflows.events()
+    expiring = {
+        detail["certificate"]["serial"]: detail
+        for detail_type, detail in events
+        if detail_type == "Certificate Expiring"
+    }
+    assert {serial: d["threshold"] for serial, d in expiring.items()} == {
+        serial: threshold for threshold, serial in by_threshold.items()
+    }
+    assert {d["daysRemaining"] for d in expiring.values()} == {28, 12, 5, 0}
+    expired = [d for t, d in events if t == "Certificate Expired"]
+    assert [d["certificate"]["serial"] for d in expired] == [expiring_soon]
+    assert expired[0]["certificate"]["status"] == "EXPIRED"
+    assert _record(expiring_soon).status == "EXPIRED"
+    renewed = [d for t, d in events if t == "Certificate Renewed"]
+    assert [d["previousCertificate"]["serial"] for d in renewed] == [auto]
+    assert _record(auto).status == "SUPERSEDED"
+    new = _record(renewed[0]["certificate"]["serial"])
+    assert new.status == "ISSUED" and renewed[0]["sameKey"] is True
+    assert _record(far).status == "ISSUED"
+
+    again = workflows.run("RenewalSweep", {})
+    assert again["status"] == "SUCCEEDED"
+    assert _types(workflows.events()) == []  # every (certificate, threshold) announced once
+
+
+def test_renewal_sweep_of_named_tenants_only(workflows: Workflows, monkeypatch) -> None:
+    workflows.issue(days=3)
+    workflows.events()
+    execution = workflows.run("RenewalSweep", {"tenants": ["other"]})
+    assert execution["status"] == "SUCCEEDED"
+    assert json.loads(execution["output"])["tenants"] == ["other"]
+    assert _types(workflows.events()) == []
+
+
+# -- revocation ---------------------------------------------------------------------------
+
+
+def test_revocation_workflow_publishes_the_crl_listing_the_serial(workflows: Workflows) -> None:
+    record = workflows.issue(name="dev-revoked")
+    execution = workflows.run(
+        "Revocation",
+        {"tenant": "default", "reference": record.serial, "reason": "keyCompromise"},
+    )
+    assert execution["status"] == "SUCCEEDED", execution
+    output = json.loads(execution["output"])
+    shard = crl_shard(int(record.serial, 16), 2)
+    assert output["crl"]["shard"] == shard
+    found = StatusStore(client=workflows.s3).get(shard_key("local-dev", shard))
+    assert found is not None
+    crl = x509.load_der_x509_crl(found[0])
+    issuer = workflows.lifecycle.router.engine("local-dev").chain()[0]
+    assert crl.is_signature_valid(issuer.public_key())
+    entry = crl.get_revoked_certificate_by_serial_number(int(record.serial, 16))
+    assert entry is not None
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == (
+        x509.ReasonFlags.key_compromise
+    )
+    assert _record(record.serial).status == "REVOKED"
+    assert "Certificate Revoked" in _types(workflows.events())
+
+
+def test_revocation_workflow_fails_for_a_certificate_already_revoked(workflows: Workflows) -> None:
+    record = workflows.issue(name="dev-twice")
+    payload = {"tenant": "default", "reference": record.serial, "reason": "superseded"}
+    assert workflows.run("Revocation", payload)["status"] == "SUCCEEDED"
+    second = workflows.run("Revocation", payload)
+    assert second["status"] == "FAILED"
+    assert second.get("error") == "RevocationRefused"
