@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
     BasePersistenceLayer,
     IdempotencyConfig,
@@ -40,6 +41,7 @@ from certplane.config import Profile, Settings
 from certplane.errors import CertplaneError, Conflict, RequestRejected, ServiceUnavailable
 from certplane.events import DetailType, EventPublisher, build_detail, certificate_summary
 from certplane.inventory import CertificateRecord, Inventory
+from certplane.metrics import CERTIFICATES_ISSUED, MetricsSink, NoMetrics
 from certplane.model import (
     REVOCATION_REASONS,
     CertificateStatus,
@@ -134,8 +136,10 @@ class Lifecycle:
         router: EngineRouter,
         publisher: EventPublisher,
         idempotency_store: BasePersistenceLayer | None = None,
+        metrics: MetricsSink | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else NoMetrics()
         self.inventory = inventory
         self.router = router
         self.publisher = publisher
@@ -355,6 +359,7 @@ class Lifecycle:
             request.requester,
             certificate=certificate_summary(issued_record),
         )
+        self.metrics.add_metric(name=CERTIFICATES_ISSUED, unit=MetricUnit.Count, value=1)
         return issued_record
 
     def _renew(self, request: RenewRequest) -> CertificateRecord:
@@ -409,6 +414,7 @@ class Lifecycle:
             previousCertificate=certificate_summary(previous),
             sameKey=request.csr is None,
         )
+        self.metrics.add_metric(name=CERTIFICATES_ISSUED, unit=MetricUnit.Count, value=1)
         return renewed
 
     def _record_intent(

@@ -21,6 +21,7 @@ from certplane.config import CARegistration, Settings
 from certplane.events import EventPublisher
 from certplane.inventory import Inventory
 from certplane.lifecycle import Lifecycle
+from certplane.metrics import MetricsSink
 from certplane.resources import CA_DIR_ENV, CONFIG_ENV, EVENT_BUS, IDEMPOTENCY
 
 DEFAULT_CA_DIR = "/tmp/certplane/ca"
@@ -49,7 +50,10 @@ def create_engine(
     return engine_type(registration.id, **options)
 
 
-def build_runtime(environ: Mapping[str, str] = os.environ) -> Runtime:
+def build_runtime(
+    environ: Mapping[str, str] = os.environ, metrics: MetricsSink | None = None
+) -> Runtime:
+    """The core wired from `environ`; `metrics` records business metrics (handler_metrics)."""
     settings = Settings.load(environ.get(CONFIG_ENV))
     ca_dir = Path(environ.get(CA_DIR_ENV, DEFAULT_CA_DIR))
     router = EngineRouter({ca.id: create_engine(ca, ca_dir, environ) for ca in settings.cas})
@@ -60,6 +64,6 @@ def build_runtime(environ: Mapping[str, str] = os.environ) -> Runtime:
         table_name=environ.get(IDEMPOTENCY.env_var, IDEMPOTENCY.default_name)
     )
     lifecycle = Lifecycle(
-        settings, Inventory(settings.expiry_shards), router, publisher, idempotency
+        settings, Inventory(settings.expiry_shards), router, publisher, idempotency, metrics
     )
     return Runtime(settings=settings, lifecycle=lifecycle, credentials=CredentialStore())

@@ -29,6 +29,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from aws_lambda_powertools.metrics import MetricUnit
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -38,6 +39,7 @@ from certplane.config import Settings
 from certplane.events import DetailType, EventPublisher, build_detail
 from certplane.inventory import CertificateRecord, Inventory
 from certplane.inventory import keys as inventory_keys
+from certplane.metrics import CRL_PUBLISH_FAILURES, OLDEST_CRL_AGE, MetricsSink
 from certplane.model import REVOCATION_REASONS, CertificateStatus
 from certplane.status import state
 from certplane.status.store import StatusStore
@@ -93,6 +95,16 @@ class PublishedCrl:
     der: bytes
 
 
+def crl_age_alarm_seconds(settings: Settings) -> int:
+    """The CRL age past which publishing is late (the `OldestCrlAgeSeconds` alarm threshold).
+
+    A healthy CRL is regenerated at age `crl_validity_hours - crl_refresh_before_hours`; the
+    alarm fires halfway through that refresh margin, while every CRL is still valid.
+    """
+    status = settings.status
+    return int((status.crl_validity_hours - status.crl_refresh_before_hours / 2) * 3600)
+
+
 def gcd_write_shards(crl_shard_number: int, crl_shards: int, write_shards: int) -> list[int]:
     """The inventory write shards that can hold serials of one CRL shard (see module doc)."""
     common = math.gcd(crl_shards, write_shards)
@@ -119,6 +131,10 @@ class CrlPublisher:
         self.store = store
         self.urls = urls
         self.clock = clock
+        # thisUpdate of every CRL seen by the last `publish_due` (None: never published), and
+        # the CAs it failed for: what `report` turns into metrics.
+        self._this_updates: dict[tuple[str, Shard], datetime.datetime | None] = {}
+        self.last_failures: list[str] = []
 
     # -- what there is --------------------------------------------------------------------
 
@@ -150,12 +166,29 @@ class CrlPublisher:
     def publish_due(self, force: bool = False) -> list[PublishedCrl]:
         """Regenerate every due CRL of every CRL-signing CA (the scheduled entry point)."""
         published: list[PublishedCrl] = []
+        self._this_updates, self.last_failures = {}, []
         for ca_id in self.ca_ids():
             try:
                 published.extend(self.publish_ca(ca_id, force=force))
             except Exception:  # one CA failing must not stop the others' CRLs
                 logger.exception("publishing the CRLs of %s failed", ca_id)
+                self.last_failures.append(ca_id)
         return published
+
+    def oldest_crl_age_seconds(self) -> float:
+        """Age of the oldest CRL the last `publish_due` saw (0 when there is none yet)."""
+        now = self.clock()
+        published = [when for when in self._this_updates.values() if when is not None]
+        return max(((now - when).total_seconds() for when in published), default=0.0)
+
+    def report(self, metrics: MetricsSink) -> None:
+        """Record the last run: the oldest CRL's age, and how many CAs failed to publish."""
+        metrics.add_metric(
+            name=OLDEST_CRL_AGE, unit=MetricUnit.Seconds, value=self.oldest_crl_age_seconds()
+        )
+        metrics.add_metric(
+            name=CRL_PUBLISH_FAILURES, unit=MetricUnit.Count, value=len(self.last_failures)
+        )
 
     def publish_ca(self, ca_id: str, force: bool = False) -> list[PublishedCrl]:
         now = self.clock().replace(microsecond=0)
@@ -164,6 +197,7 @@ class CrlPublisher:
         if self.settings.status.crl_full:
             names.append(state.FULL)
         states = state.load_states(ca_id, names)
+        self._this_updates.update({(ca_id, n): item.this_update for n, item in states.items()})
         refresh = datetime.timedelta(hours=self.settings.status.crl_refresh_before_hours)
         due = {
             name
@@ -208,6 +242,7 @@ class CrlPublisher:
                 len(listed),
                 len(der),
             )
+            self._this_updates[(ca_id, name)] = now
             if name != state.FULL:
                 for entry in listed:
                     if entry.shows_last_time(now) and entry.final_number is None:
