@@ -3,7 +3,8 @@ engine, divided by raw P-256 ECDSA signatures per second of the same library, sa
 
 Policy runs before the clock starts (it is not the engine's work); each round issues the same
 prepared requests through `LocalCAEngine.issue` (the pre-encoded TBS template), through the
-builder path (for reference), and signs as many TBS-sized messages with the bare key.
+builder path (for reference), and signs as many TBS-sized messages with the bare key. The
+requests carry the device's CSR as the lifecycle's do (the template reuses its key DER).
 """
 
 from __future__ import annotations
@@ -34,14 +35,15 @@ def compact_requests(engine: LocalCAEngine, count: int, keys: int = 64) -> list[
     profile = Settings.load().profiles_by_name[PROFILE]
     ca_not_after = engine.capabilities().ca_not_after
     now = datetime.datetime.now(datetime.UTC)
-    pool = [ec.generate_private_key(ec.SECP256R1()).public_key() for _ in range(keys)]
+    pool = [_device_csr(ec.generate_private_key(ec.SECP256R1()), index) for index in range(keys)]
     requests = []
     for index in range(count):
+        csr = pool[index % keys]
         plan = plan_certificate(
             profile,
             subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"node-{index:012x}")]),
             requested_sans=[],
-            public_key=pool[index % keys],
+            public_key=csr.public_key(),
             ca_not_after=ca_not_after,
             now=now,
         )
@@ -53,9 +55,16 @@ def compact_requests(engine: LocalCAEngine, count: int, keys: int = 64) -> list[
                 not_before=plan.not_before,
                 not_after=plan.not_after,
                 extensions=plan.extensions,
+                csr_der=csr.public_bytes(serialization.Encoding.DER),
             )
         )
     return requests
+
+
+def _device_csr(key: ec.EllipticCurvePrivateKey, index: int) -> x509.CertificateSigningRequest:
+    """What a device sends: the lifecycle passes its DER along with the parsed key."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"node-{index:012x}")])
+    return x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
 
 
 def measure(count: int = 2000, rounds: int = 7) -> dict[str, Any]:
