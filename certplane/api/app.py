@@ -21,14 +21,17 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from cryptography.hazmat.primitives import serialization
 
+from certplane.api import workflow_routes
 from certplane.api.models import IssueBody, RenewBody, RevokeBody
 from certplane.api.views import certificate_view, profile_view
+from certplane.api.workflow_routes import Workflows
 from certplane.auth import Principal
 from certplane.auth.gateway import AuthMode, auth_mode, gateway_principal
 from certplane.errors import CertplaneError, PayloadTooLarge, Unauthorized
 from certplane.lifecycle import IssueRequest, RenewRequest
 from certplane.model import iso_timestamp
 from certplane.runtime import Runtime
+from certplane.workflows.approval import approval_view
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +119,7 @@ class ManagementApi:
 def _build_resolver(runtime: Runtime) -> APIGatewayRestResolver:
     app = APIGatewayRestResolver(enable_validation=True)
     lifecycle = runtime.lifecycle
+    workflows = Workflows(runtime)
 
     def principal() -> Principal:
         return app.context["principal"]
@@ -163,14 +167,15 @@ def _build_resolver(runtime: Runtime) -> APIGatewayRestResolver:
     @app.post("/v1/certificates")
     def issue(body: IssueBody) -> tuple[dict[str, Any], int]:
         caller = principal()
-        record = lifecycle.issue(
-            IssueRequest(
-                tenant=caller.tenant,
-                requester=caller.name,
-                idempotency_key=idempotency_key(),
-                **body.model_dump(),
-            )
+        request = IssueRequest(
+            tenant=caller.tenant,
+            requester=caller.name,
+            idempotency_key=idempotency_key(),
+            **body.model_dump(),
         )
+        if workflows.requires_approval(request):  # 202: decided at /v1/approvals/{id}
+            return {"approval": approval_view(workflows.approvals.submit(request))}, 202
+        record = lifecycle.issue(request)
         return certificate_view(record, with_pem=True), 201
 
     @app.get("/v1/certificates")
@@ -250,4 +255,5 @@ def _build_resolver(runtime: Runtime) -> APIGatewayRestResolver:
             )
         return {"items": items}
 
+    workflow_routes.register(app, workflows, principal)
     return app

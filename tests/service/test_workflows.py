@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any
 import boto3
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from moto import mock_aws
 
 from app import build_app, create_app
@@ -26,9 +28,12 @@ from cdk.state_machine import logical_id_of
 from certplane.dev import workflows as dev_workflows
 from certplane.dev.aws import MOTO_CONFIG
 from certplane.dev.lambda_host import LambdaHost
+from certplane.errors import Conflict, NotFound, RequestRejected
 from certplane.inventory import CertificateRecord
-from certplane.lifecycle import IssueRequest, Lifecycle
+from certplane.lifecycle import IssueRequest, Lifecycle, RenewRequest
 from certplane.resources import (
+    APPROVAL_WORKFLOW,
+    BULK_WORKFLOW,
     CA_DIR_ENV,
     CONFIG_ENV,
     DEV_EVENT_TAP,
@@ -41,6 +46,9 @@ from certplane.resources import (
 from certplane.status.store import StatusStore
 from certplane.status.urls import STATUS_URL_ENV, crl_shard, shard_key
 from certplane.workflows import steps
+from certplane.workflows.approval import Approvals
+from certplane.workflows.bulk import BulkOperations, bulk_view
+from certplane.workflows.control import WorkflowControl
 from tests.conftest import AwsStack, EventTap, csr_pem, new_key
 
 pytestmark = pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")
@@ -344,3 +352,155 @@ def test_revocation_workflow_fails_for_a_certificate_already_revoked(workflows: 
     second = workflows.run("Revocation", payload)
     assert second["status"] == "FAILED"
     assert second.get("error") == "RevocationRefused"
+
+
+# -- approval-gated issuance --------------------------------------------------------------
+
+
+def _approvals(workflows: Workflows) -> Approvals:
+    control = WorkflowControl(
+        workflows.sfn, {APPROVAL_WORKFLOW.env_var: workflows.machines["ApprovalIssuance"]}
+    )
+    return Approvals(workflows.lifecycle, control)
+
+
+def _submitted(workflows: Workflows, approvals: Approvals, name: str = "gated-1"):
+    item = approvals.submit(
+        IssueRequest(
+            tenant="default",
+            profile="gated",
+            csr=csr_pem(new_key("P-256"), name),
+            requester="alice",
+            device_id=name,
+        )
+    )
+    deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS
+    while not approvals.get("default", item.item_id).task_token:  # the workflow is waiting
+        assert time.monotonic() < deadline, "the approval workflow never waited"
+        time.sleep(0.05)
+    return item
+
+
+def test_approved_request_is_issued_and_verifies(workflows: Workflows, tmp_path: Path) -> None:
+    approvals = _approvals(workflows)
+    item = _submitted(workflows, approvals)
+    assert [a.item_id for a in approvals.list("default")] == [item.item_id]
+    assert workflows.wait(item.execution_arn, "RUNNING")["status"] == "RUNNING"
+
+    approvals.decide("default", item.item_id, "approve", "bob", None)
+    execution = workflows.wait(item.execution_arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    approved = approvals.get("default", item.item_id)
+    assert approved.status == "ISSUED" and approved.decided_by == "bob"
+    assert approvals.list("default") == []
+    record = _record(approved.serial)
+    assert record.status == "ISSUED" and record.requester == "alice"
+    leaf, chain = tmp_path / "leaf.pem", tmp_path / "chain.pem"
+    leaf.write_text(record.certificate_pem)
+    chain.write_text(record.chain_pem)
+    root = tmp_path / "root.pem"
+    root.write_text(
+        x509.load_pem_x509_certificates(record.chain_pem.encode())[-1]
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(root), "-untrusted", str(chain), str(leaf)],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "Certificate Issued" in _types(workflows.events())
+
+
+def test_denied_request_fails_with_an_event(workflows: Workflows) -> None:
+    approvals = _approvals(workflows)
+    item = _submitted(workflows, approvals, "gated-2")
+    workflows.events()
+    with pytest.raises(NotFound):
+        approvals.get("other", item.item_id)  # another tenant cannot see or decide it
+    approvals.decide("default", item.item_id, "deny", "bob", "unknown device")
+    execution = workflows.wait(item.execution_arn)
+    assert execution["status"] == "FAILED" and execution.get("error") == "Denied"
+    denied = approvals.get("default", item.item_id)
+    assert denied.status == "FAILED"
+    assert denied.failure == {"code": "approval_denied", "message": "unknown device"}
+    failures = [d for t, d in workflows.events() if t == "Certificate Issuance Failed"]
+    assert [f["failure"]["code"] for f in failures] == ["approval_denied"]
+    assert failures[0]["request"]["deviceId"] == "gated-2"
+    with pytest.raises(Conflict):
+        approvals.decide("default", item.item_id, "approve", "carol", None)
+
+
+# -- bulk operations ----------------------------------------------------------------------
+
+
+def _bulk(workflows: Workflows, lifecycle: Lifecycle | None = None) -> BulkOperations:
+    control = WorkflowControl(
+        workflows.sfn, {BULK_WORKFLOW.env_var: workflows.machines["BulkOperation"]}
+    )
+    return BulkOperations(lifecycle or workflows.lifecycle, control)
+
+
+def test_bulk_revoke_of_a_ca_revokes_every_certificate_with_progress(
+    workflows: Workflows,
+) -> None:
+    serials = [workflows.issue(name=f"bulk-{i}").serial for i in range(5)]
+    renewed = workflows.lifecycle.renew(
+        RenewRequest(tenant="default", reference=serials[0], requester="tests")
+    )
+    untouched = workflows.issue(profile="pqc", name="pq-1").serial
+    bulk = _bulk(workflows)
+    operation = bulk.start("default", "tests", "revoke", {"ca": "local-dev"}, "cACompromise")
+    execution = workflows.wait(operation.execution_arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    progress = bulk_view(bulk.get("default", operation.item_id))
+    # 5 issued + the renewal; the renewed one (SUPERSEDED, still valid) is revoked too.
+    assert progress["progress"] == "6/6" and progress["failed"] == 0
+    assert progress["status"] == "COMPLETED" and progress["selection_complete"]
+    for serial in [*serials, renewed.serial]:
+        record = _record(serial)
+        assert record.status == "REVOKED" and record.revocation_reason == "cACompromise"
+    assert _record(untouched).status == "ISSUED"
+    revoked = [d for t, d in workflows.events() if t == "Certificate Revoked"]
+    assert len(revoked) == 6
+
+
+def test_bulk_reissue_after_moving_a_profile_to_ml_dsa(
+    workflows: Workflows, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    keys = [new_key("P-256") for _ in range(3)]
+    before = [workflows.issue(name=f"move-{i}", key=key) for i, key in enumerate(keys)]
+    moved = tmp_path / "moved.toml"
+    moved.write_text(
+        CONFIG.replace(
+            'default_validity_days = 90\nroute = ["local-dev"]\n\n[[profiles]]\nname = "fleet"',
+            'default_validity_days = 90\nroute = ["local-pqc"]\nsignature_algorithm = "ML-DSA-65"'
+            '\n\n[[profiles]]\nname = "fleet"',
+        )
+    )
+    assert moved.read_text() != CONFIG
+    monkeypatch.setenv(CONFIG_ENV, str(moved))
+    lifecycle = steps.runtime().lifecycle
+    assert lifecycle.settings.profiles_by_name["device"].route == ["local-pqc"]
+
+    bulk = _bulk(workflows, lifecycle)
+    operation = bulk.start("default", "tests", "reissue", {"profile": "device"})
+    execution = workflows.wait(operation.execution_arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert bulk_view(bulk.get("default", operation.item_id))["progress"] == "3/3"
+    pqc_issuer = lifecycle.router.engine("local-pqc").chain()[0]
+    for old, key in zip(before, keys, strict=True):
+        previous = _record(old.serial)
+        assert previous.status == "SUPERSEDED"
+        new = _record(previous.superseded_by.rsplit("#", 1)[1])
+        assert new.status == "ISSUED" and new.ca_id == "local-pqc"
+        certificate = x509.load_pem_x509_certificate(new.certificate_pem.encode())
+        assert certificate.signature_algorithm_oid.dotted_string == "2.16.840.1.101.3.4.3.18"
+        certificate.verify_directly_issued_by(pqc_issuer)  # ML-DSA-65 signature checks out
+        assert certificate.public_key() == key.public_key()  # same device key
+
+
+def test_bulk_refuses_a_ca_the_tenant_does_not_use(workflows: Workflows) -> None:
+    with pytest.raises(RequestRejected):
+        _bulk(workflows).start("other", "tests", "revoke", {"ca": "local-pqc"}, "keyCompromise")
