@@ -1,0 +1,369 @@
+"""Deploy what `build_app` synthesizes into an embedded moto account, as `cdk deploy` would.
+
+The steps are the CDK CLI's: publish each stack's file assets (directories zipped) to the
+bootstrap bucket under their hashed keys, then create the stacks in dependency order. The
+default synthesizer's templates ask for the bootstrap version from SSM
+(/cdk-bootstrap/hnb659fds/version), so that parameter is put first, as `cdk bootstrap` does.
+
+moto's CloudFormation differs from AWS in ways the harness handles narrowly and reports:
+- resource types it has no model for are skipped (not created) with a warning; `deploy`
+  records them per stack and the smoke test accepts only MOTO_SKIPPED_TYPES, edge features
+  nothing in the smoke test runs through;
+- its event archives need a short explicit name and a string pattern (`adapt_archives`);
+- state machines it created are invisible to its executing Step Functions backend, so
+  `executable_state_machine` re-creates one through the API with the deployed definition
+  and role.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+
+from app import build_app, create_app
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+QUALIFIER = "hnb659fds"
+BOOTSTRAP_VERSION = "21"
+SERVICE = Path(__file__).with_name("moto_service.py")
+STARTUP_SECONDS = 30
+STACK_SECONDS = 60
+# Resource types moto's CloudFormation has no model for (it skips them with a warning), and why
+# the smoke test can do without them. Any other type moto cannot create fails the test.
+MOTO_SKIPPED_TYPES = {
+    "AWS::ApiGateway::Stage": "the test invokes the API functions with proxy events",
+    "AWS::ApiGateway::Account": "account-wide API Gateway logging role setting",
+    "AWS::ApiGateway::Authorizer": "gateway authorizers (the smoke test uses token auth)",
+    "AWS::ApiGateway::GatewayResponse": "gateway-made error bodies (no gateway in the test)",
+    "AWS::ApiGateway::RequestValidator": "gateway-side validation (no gateway in the test)",
+    "AWS::ApiGateway::Model": "gateway-side validation (no gateway in the test)",
+    "AWS::ApiGateway::DomainName": "custom domain with mutual TLS",
+    "AWS::ApiGateway::BasePathMapping": "custom domain with mutual TLS",
+    "AWS::Cognito::UserPool": "JWT authorizer's user pool (the smoke test uses token auth)",
+    "AWS::Cognito::UserPoolClient": "JWT authorizer's user pool (the smoke test uses token auth)",
+    "AWS::S3::BucketPolicy": "TLS-only and CloudFront read statements on the status bucket",
+    "AWS::SQS::QueuePolicy": "lets EventBridge and Scheduler send to dead-letter queues",
+    "AWS::SNS::TopicPolicy": "lets CloudWatch publish alarms",
+    "AWS::Lambda::EventInvokeConfig": "retry and dead-letter settings of asynchronous invokes",
+    "AWS::Lambda::Alias": "aliases (the test invokes $LATEST)",
+    "AWS::CloudFront::Distribution": "the CDN in front of the status bucket and OCSP",
+    "AWS::CloudFront::CachePolicy": "the CDN in front of the status bucket and OCSP",
+    "AWS::CloudFront::OriginAccessControl": "the CDN in front of the status bucket and OCSP",
+    "AWS::Scheduler::Schedule": "schedules never fire in moto; the test starts the sweep itself",
+    "AWS::CloudWatch::Alarm": "alarms on metrics moto does not produce",
+    "AWS::CloudWatch::CompositeAlarm": "alarms on metrics moto does not produce",
+    "AWS::Logs::MetricFilter": "metrics from log lines",
+}
+# Step Functions really executes; Lambda runs without docker (moto_service.py runs the handlers).
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+# A fake account for every client: credentials from the developer's environment never apply.
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+def moto_unsupported(template: dict[str, Any]) -> dict[str, str]:
+    """Logical id -> type of the resources moto's CloudFormation has no model for."""
+    from moto.cloudformation.parsing import get_model_map  # heavy: only when deploying
+
+    models = get_model_map()
+    return {
+        logical_id: resource["Type"]
+        for logical_id, resource in template.get("Resources", {}).items()
+        if resource["Type"] not in models
+    }
+
+
+def drop_outputs_naming(template: dict[str, Any], logical_ids: set[str]) -> list[str]:
+    """Remove the outputs that read an attribute of a resource moto will not create (moto
+    fails the whole stack on them); returns their names."""
+    dropped = []
+    for name, output in list(template.get("Outputs", {}).items()):
+        if set(_references(output)) & logical_ids:
+            del template["Outputs"][name]
+            dropped.append(name)
+    return dropped
+
+
+def _references(node: Any) -> set[str]:
+    """Logical ids a template fragment names with Ref or Fn::GetAtt."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else value.split(".")[0])
+            found |= _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _references(item)
+    return found
+
+
+def adapt_archives(template: dict[str, Any], stack_name: str) -> list[str]:
+    """Two moto gaps in AWS::Events::Archive, bridged without changing what the archive keeps.
+
+    moto names an unnamed archive `<stack>-<logical id>-<suffix>`, longer than the
+    48-character limit its own EventBridge then enforces (AWS generates a short name), and it
+    only parses an EventPattern given as a JSON string (CloudFormation also takes an object).
+    """
+    edits = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource["Type"] != "AWS::Events::Archive":
+            continue
+        properties = resource.setdefault("Properties", {})
+        if "ArchiveName" not in properties:
+            properties["ArchiveName"] = f"{stack_name}-{logical_id}"[:48]
+            edits.append(f"{logical_id}: ArchiveName set")
+        if isinstance(properties.get("EventPattern"), dict):
+            properties["EventPattern"] = json.dumps(properties["EventPattern"])
+            edits.append(f"{logical_id}: EventPattern as a JSON string")
+    return edits
+
+
+def service_env() -> dict[str, str]:
+    """The service's environment: fake credentials, nothing of the caller's AWS settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(FAKE_AWS_ENV)
+    for name in ("AWS_CA_BUNDLE",):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+class MotoAccount:
+    """The moto server process (tests/deploy/moto_service.py) and clients bound to it."""
+
+    def __init__(self, workdir: Path, overlay: Mapping[str, str]) -> None:
+        self.workdir = workdir
+        env = service_env()
+        env["DEPLOY_SMOKE_OVERLAY"] = json.dumps(dict(overlay))
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [sys.executable, str(SERVICE), str(workdir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=(workdir / "moto.log").open("ab"),
+            env=env,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # "PORT <n>", or EOF if it failed to start
+        if not line.startswith("PORT "):
+            self.stop()
+            raise RuntimeError(f"moto service did not start: {(workdir / 'moto.log').read_text()}")
+        self.port = int(line.split()[1])
+        self.endpoint = f"http://localhost:{self.port}"
+        self.session = boto3.session.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            aws_session_token="testing",
+            region_name=REGION,
+        )
+        response = requests.post(
+            f"{self.endpoint}/moto-api/config",
+            json={
+                "stepfunctions": {"execute_state_machine": True},
+                "lambda": {"use_docker": False},
+            },
+            timeout=10,
+        )
+        response.raise_for_status()
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.endpoint)
+
+    def function_environment(self, function_name: str) -> dict[str, str]:
+        """What a process acting in a deployed function's place needs: its deployed
+        variables, the fake account and this endpoint."""
+        config = self.client("lambda").get_function_configuration(FunctionName=function_name)
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            **FAKE_AWS_ENV,
+            **config.get("Environment", {}).get("Variables", {}),
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "POWERTOOLS_TRACE_DISABLED": "1",
+        }
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the service's log, minus request lines (for failure messages)."""
+        log = (self.workdir / "moto.log").read_text(errors="replace").splitlines()
+        return "\n".join([line for line in log if not line.startswith("127.0.0.1")][-lines:])
+
+    def stop(self) -> None:
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass(frozen=True)
+class SynthesizedApp:
+    outdir: Path
+    stacks: dict[str, str]  # build_app key -> stack name
+    order: list[str]  # stack names, dependencies first
+    templates: dict[str, Path]  # stack name -> template file
+    asset_manifests: dict[str, Path]
+
+
+def synthesize(outdir: Path, context: Mapping[str, Any] | None = None) -> SynthesizedApp:
+    """Synthesize `build_app` with the default configuration (Python synth, no CLI)."""
+    app = create_app(str(outdir), dict(context or {}))
+    stacks = build_app(app)
+    assembly = app.synth()
+    order: list[str] = []
+
+    def visit(stack: Any) -> None:
+        for dependency in stack.dependencies:
+            visit(dependency)
+        if stack.stack_name not in order:
+            order.append(stack.stack_name)
+
+    for stack in stacks.values():
+        visit(stack)
+    templates = {s.stack_name: outdir / s.template_file for s in stacks.values()}
+    manifests = {
+        name: outdir / f"{name}.assets.json"
+        for name in order
+        if (outdir / f"{name}.assets.json").exists()
+    }
+    assert assembly.directory == str(outdir)
+    return SynthesizedApp(
+        outdir, {k: s.stack_name for k, s in stacks.items()}, order, templates, manifests
+    )
+
+
+def _substitute(text: str) -> str:
+    return (
+        text.replace("${AWS::AccountId}", ACCOUNT)
+        .replace("${AWS::Region}", REGION)
+        .replace("${AWS::Partition}", "aws")
+    )
+
+
+def publish_assets(account: MotoAccount, synth: SynthesizedApp) -> list[str]:
+    """Upload every file asset of every stack as the CDK CLI does; returns the object keys."""
+    s3 = account.client("s3")
+    buckets: set[str] = set()
+    keys: list[str] = []
+    for manifest_path in synth.asset_manifests.values():
+        manifest = json.loads(manifest_path.read_text())
+        for asset in manifest.get("files", {}).values():
+            source = synth.outdir / asset["source"]["path"]
+            body = _zip_folder(source) if asset["source"].get("packaging") == "zip" else None
+            for destination in asset["destinations"].values():
+                bucket = _substitute(destination["bucketName"])
+                if bucket not in buckets:
+                    s3.create_bucket(Bucket=bucket)
+                    buckets.add(bucket)
+                key = _substitute(destination["objectKey"])
+                s3.put_object(Bucket=bucket, Key=key, Body=body or source.read_bytes())
+                keys.append(key)
+        if manifest.get("dockerImages"):
+            raise AssertionError(f"{manifest_path.name} has docker image assets: not supported")
+    return keys
+
+
+def _zip_folder(folder: Path) -> bytes:
+    archive_path = Path(shutil.make_archive(str(folder) + ".publish", "zip", folder))
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            assert archive.namelist(), f"empty asset {folder}"
+        return archive_path.read_bytes()
+    finally:
+        archive_path.unlink()
+
+
+@dataclass
+class Deployment:
+    account: MotoAccount
+    synth: SynthesizedApp
+    skipped: dict[str, dict[str, str]]  # stack name -> logical id -> type moto did not create
+    adapted: dict[str, list[str]]  # stack name -> edits made for moto (adapt_archives)
+    statuses: dict[str, str]  # stack name -> final status
+    resources: dict[str, dict[str, dict[str, str]]]  # stack -> logical id -> summary
+
+    def physical_id(self, stack_key: str, logical_prefix: str, resource_type: str) -> str:
+        """The physical id of the one resource of `resource_type` whose logical id starts
+        with `logical_prefix` in the stack `build_app` calls `stack_key`."""
+        stack = self.synth.stacks[stack_key]
+        found = [
+            summary["PhysicalResourceId"]
+            for logical_id, summary in self.resources[stack].items()
+            if logical_id.startswith(logical_prefix) and summary["ResourceType"] == resource_type
+        ]
+        assert len(found) == 1, f"{stack}: {logical_prefix}* {resource_type}: {found}"
+        return found[0]
+
+
+def deploy(account: MotoAccount, synth: SynthesizedApp) -> Deployment:
+    """Bootstrap, publish and create every stack in dependency order; waits for each."""
+    account.client("ssm").put_parameter(
+        Name=f"/cdk-bootstrap/{QUALIFIER}/version", Value=BOOTSTRAP_VERSION, Type="String"
+    )
+    publish_assets(account, synth)
+    cloudformation = account.client("cloudformation")
+    skipped: dict[str, dict[str, str]] = {}
+    adapted: dict[str, list[str]] = {}
+    statuses: dict[str, str] = {}
+    resources: dict[str, dict[str, dict[str, str]]] = {}
+    for name in synth.order:
+        template = json.loads(synth.templates[name].read_text())
+        unsupported = moto_unsupported(template)
+        adapted[name] = adapt_archives(template, name) + [
+            f"output {output} dropped (reads a resource moto does not create)"
+            for output in drop_outputs_naming(template, set(unsupported))
+        ]
+        try:
+            cloudformation.create_stack(
+                StackName=name,
+                TemplateBody=json.dumps(template),
+                Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+            )
+        except Exception as error:  # moto answers 500 on what it cannot parse: show why
+            raise AssertionError(f"create_stack {name}: {error}\n{account.log_tail()}") from error
+        statuses[name] = _wait(cloudformation, name)
+        if statuses[name] != "CREATE_COMPLETE":
+            break
+        paginator = cloudformation.get_paginator("list_stack_resources")
+        resources[name] = {
+            summary["LogicalResourceId"]: summary
+            for page in paginator.paginate(StackName=name)
+            for summary in page["StackResourceSummaries"]
+        }
+        skipped[name] = {
+            logical_id: resource["Type"]
+            for logical_id, resource in template["Resources"].items()
+            if logical_id not in resources[name]
+        }
+    return Deployment(account, synth, skipped, adapted, statuses, resources)
+
+
+def _wait(cloudformation: Any, name: str) -> str:
+    deadline = time.monotonic() + STACK_SECONDS
+    while True:
+        stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        if not stack["StackStatus"].endswith("IN_PROGRESS") or time.monotonic() > deadline:
+            return stack["StackStatus"]
+        time.sleep(0.2)

@@ -1,0 +1,259 @@
+"""Deploy smoke test: every stack `build_app` synthesizes, deployed into an embedded moto account
+with CloudFormation, then one issuance through the deployed management API function and one
+renewal sweep through the deployed state machine.
+
+The handlers run from the deployed code package with the deployed environment
+(tests/deploy/moto_service.py); the certificate is checked by openssl, the event by an SQS
+queue the test subscribes to the deployed bus. One deployment per module (~40 s).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdk.deployed_config import PATH_IN_LAMBDA
+from certbridge.engines.local import create_local_ca
+from certplane import resources
+from certplane.config import Settings
+from certplane.dev.front import proxy_event
+from tests.deploy.harness import (
+    MOTO_SKIPPED_TYPES,
+    Deployment,
+    MotoAccount,
+    deploy,
+    synthesize,
+)
+
+TENANT = "default"
+CORE_TYPES = (
+    "AWS::DynamoDB::Table",
+    "AWS::Lambda::Function",
+    "AWS::Lambda::LayerVersion",
+    "AWS::Events::EventBus",
+    "AWS::StepFunctions::StateMachine",
+    "AWS::IAM::Role",
+    "AWS::IAM::Policy",
+)
+EVENT_WAIT_SECONDS = 20
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    work = tmp_path_factory.mktemp("deploy")
+    ca_dir = work / "ca"
+    # The local CA engine refuses to create keys inside Lambda (each instance has its own
+    # /tmp); the CAs are made here, once, and every function gets their folder.
+    for ca in Settings.load().cas:
+        if ca.engine == "local":
+            options = dict(ca.options)
+            create_local_ca(ca_dir / ca.id, ca.name or f"certplane {ca.id}", **options)
+    synth = synthesize(work / "cdk.out")
+    account = MotoAccount(work / "account", overlay={resources.CA_DIR_ENV: str(ca_dir)})
+    try:
+        yield deploy(account, synth)
+    finally:
+        account.stop()
+
+
+@dataclass
+class Api:
+    """Invokes the deployed management API function as API Gateway's proxy integration does."""
+
+    deployment: Deployment
+    function_name: str
+    token: str
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+        payload = json.dumps(body).encode() if body is not None else b""
+        event = proxy_event(method, path, headers, payload, "198.51.100.7")
+        reply = self.deployment.account.client("lambda").invoke(
+            FunctionName=self.function_name, Payload=json.dumps(event).encode()
+        )
+        result = json.loads(reply["Payload"].read())
+        assert "FunctionError" not in reply, result
+        assert result["statusCode"] < 500, result
+        text = result["body"]
+        if result.get("isBase64Encoded"):
+            text = base64.b64decode(text).decode()
+        return result["statusCode"], json.loads(text)
+
+
+def _function(deployment: Deployment, stack_key: str, spec: resources.FunctionSpec) -> str:
+    return deployment.physical_id(stack_key, spec.logical_id + "Function", "AWS::Lambda::Function")
+
+
+@pytest.fixture(scope="module")
+def api(deployment: Deployment) -> Api:
+    name = _function(deployment, "api", resources.MANAGEMENT_API)
+    # The admin token is made as `certplane dev` makes it (CredentialStore.create_token),
+    # by a process holding the deployed function's environment: same table, same code.
+    token = subprocess.run(
+        [
+            str(Path(__import__("sys").executable)),
+            "-c",
+            "from certplane.auth import CredentialStore; "
+            f"print(CredentialStore().create_token({TENANT!r}, 'deploy-smoke-admin'))",
+        ],
+        env=deployment.account.function_environment(name),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return Api(deployment, name, token)
+
+
+@dataclass
+class BusTap:
+    """An SQS queue behind a rule on the deployed bus: what a connector would receive."""
+
+    sqs: Any
+    queue_url: str
+
+    def wait_for(self, detail_type: str, certificate_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + EVENT_WAIT_SECONDS
+        seen = []
+        while time.monotonic() < deadline:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", [])
+            for message in messages:
+                event = json.loads(message["Body"])
+                seen.append((event["detail-type"], event["detail"]))
+                summary = event["detail"].get("certificate", {})
+                if (event["detail-type"], summary.get("certificateId")) == (
+                    detail_type,
+                    certificate_id,
+                ):
+                    return event
+        raise AssertionError(f"no {detail_type!r} for {certificate_id} on the bus; saw {seen}")
+
+
+@pytest.fixture(scope="module")
+def bus_tap(deployment: Deployment, api: Api) -> BusTap:
+    bus = deployment.account.function_environment(api.function_name)[resources.EVENT_BUS.env_var]
+    sqs = deployment.account.client("sqs")
+    events = deployment.account.client("events")
+    queue_url = sqs.create_queue(QueueName="deploy-smoke-tap")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    events.put_rule(
+        Name="deploy-smoke-tap",
+        EventBusName=bus,
+        EventPattern=json.dumps({"source": [resources.EVENT_BUS.source]}),
+    )
+    events.put_targets(
+        Rule="deploy-smoke-tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": queue_arn}]
+    )
+    return BusTap(sqs, queue_url)
+
+
+def test_every_stack_deploys_with_its_key_resources(deployment: Deployment) -> None:
+    assert deployment.statuses == dict.fromkeys(deployment.synth.order, "CREATE_COMPLETE")
+    assert set(deployment.synth.stacks.values()) == set(deployment.synth.order)
+    for stack, skipped in deployment.skipped.items():
+        unexpected = {i: t for i, t in skipped.items() if t not in MOTO_SKIPPED_TYPES}
+        assert not unexpected, f"{stack}: moto did not create {unexpected}"
+        assert not set(skipped.values()) & set(CORE_TYPES)
+
+    dynamodb = deployment.account.client("dynamodb")
+    for spec in resources.TABLES:
+        name = deployment.physical_id("inventory", spec.logical_id, "AWS::DynamoDB::Table")
+        table = dynamodb.describe_table(TableName=name)["Table"]
+        expected = spec.create_table_kwargs(name)
+        assert table["KeySchema"] == expected["KeySchema"]
+        indexes = {i["IndexName"]: i["KeySchema"] for i in table.get("GlobalSecondaryIndexes", [])}
+        assert indexes == {
+            i["IndexName"]: i["KeySchema"] for i in expected.get("GlobalSecondaryIndexes", [])
+        }
+
+    bus = deployment.physical_id("events", resources.EVENT_BUS.logical_id, "AWS::Events::EventBus")
+    assert deployment.account.client("events").describe_event_bus(Name=bus)["Name"] == bus
+
+    lambda_client = deployment.account.client("lambda")
+    name = _function(deployment, "api", resources.MANAGEMENT_API)
+    config = lambda_client.get_function_configuration(FunctionName=name)
+    assert config["Handler"] == resources.MANAGEMENT_API.handler
+    environment = config["Environment"]["Variables"]
+    assert environment[resources.CONFIG_ENV] == PATH_IN_LAMBDA
+    assert environment[resources.EVENT_BUS.env_var] == bus
+    for spec in resources.TABLES:
+        if spec in resources.MANAGEMENT_API.tables:
+            physical = deployment.physical_id("inventory", spec.logical_id, "AWS::DynamoDB::Table")
+            assert environment[spec.env_var] == physical
+
+
+def _csr(folder: Path, common_name: str) -> str:
+    key, csr = folder / f"{common_name}.key", folder / f"{common_name}.csr"
+    subprocess.run(
+        ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
+        check=True,
+    )
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-key",
+            str(key),
+            "-subj",
+            f"/CN={common_name}",
+            "-out",
+            str(csr),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return csr.read_text()
+
+
+def test_issuance_through_the_deployed_api(api: Api, bus_tap: BusTap, tmp_path: Path) -> None:
+    status, issued = api.call(
+        "POST",
+        "/v1/certificates",
+        {"csr": _csr(tmp_path, "smoke-meter-1"), "profile": "device", "device_id": "smoke-1"},
+    )
+    assert status == 201, issued
+    assert issued["status"] == "ISSUED"
+
+    leaf, chain = tmp_path / "leaf.pem", issued["chain_pem"]
+    leaf.write_text(issued["certificate_pem"])
+    certificates = chain.split("-----END CERTIFICATE-----")
+    root = tmp_path / "root.pem"
+    root.write_text(certificates[-2].strip() + "\n-----END CERTIFICATE-----\n")
+    untrusted = tmp_path / "untrusted.pem"
+    untrusted.write_text(chain)
+    verified = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-x509_strict",
+            "-CAfile",
+            str(root),
+            "-untrusted",
+            str(untrusted),
+            str(leaf),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    status, fetched = api.call("GET", f"/v1/certificates/{issued['certificate_id']}")
+    assert status == 200
+    assert fetched["serial"] == issued["serial"]
+    assert fetched["certificate_pem"] == issued["certificate_pem"]
+
+    event = bus_tap.wait_for("Certificate Issued", issued["certificate_id"])
+    assert event["source"] == resources.EVENT_BUS.source
+    assert event["detail"]["tenant"] == TENANT
