@@ -15,6 +15,7 @@ from rich.table import Table
 
 from certplane.cli.client import ApiClient, ApiError, Connection
 from certplane.cli.events import app as events_app
+from certplane.cli.workflows import approvals_app, bulk_app, sweep
 from certplane.dev.home import default_home
 from certplane.model import REVOCATION_REASONS
 
@@ -22,6 +23,9 @@ app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=F
 cert_app = typer.Typer(no_args_is_help=True, help="Certificates in the inventory.")
 app.add_typer(cert_app, name="cert")
 app.add_typer(events_app, name="events", help="Connector DLQs and event replay (AWS).")
+app.add_typer(bulk_app, name="bulk")
+app.add_typer(approvals_app, name="approvals")
+app.command("sweep")(sweep)
 console = Console()
 errors = Console(stderr=True)
 

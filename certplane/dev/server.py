@@ -34,6 +34,7 @@ from certplane.dev.home import DevHome, write_secret
 from certplane.dev.journal import Journal
 from certplane.dev.lambda_host import LambdaHost
 from certplane.dev.status_front import StatusHttpServer
+from certplane.dev.workflows import DevWorkflows
 from certplane.lifecycle import IssueRequest
 from certplane.resources import CA_DIR_ENV, CONFIG_ENV, EVENT_BUS, FunctionSpec
 from certplane.runtime import build_runtime
@@ -116,6 +117,8 @@ class DevServer:
         )
         context = self._tls_context()
         self.lambdas = LambdaHost(ACCOUNT_ID, REGION)
+        self.workflows = DevWorkflows(self._invoke, self.runtime.settings, self._stopping)
+        self.workflows.start()
         self._record_events()
         self.httpd = DevHttpServer((self.host, self.port), self._invoke, context)
         self.port = self.httpd.server_address[1]

@@ -11,13 +11,23 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import threading
+import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import boto3
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
-from certplane.resources import FunctionSpec, StateMachineSpec
+from certplane.resources import (
+    RENEWAL_SWEEP,
+    STATE_MACHINES,
+    WORKFLOW_FUNCTIONS,
+    FunctionSpec,
+    StateMachineSpec,
+)
 
 logger = logging.getLogger(__name__)
 ROLE_NAME = "certplane-dev-workflows"
@@ -130,3 +140,48 @@ def create_state_machines(
             name=machine.default_name, definition=text, roleArn=role_arn
         )["stateMachineArn"]
     return arns
+
+
+class DevWorkflows:
+    """The workflows in `certplane dev`: step functions and state machines in moto, the
+    handlers in process, and the renewal sweep every `dev_sweep_interval_minutes`."""
+
+    def __init__(
+        self,
+        invoke_handler: Callable[[FunctionSpec, dict[str, Any]], Any],
+        settings: Any,
+        stopping: threading.Event,
+    ) -> None:
+        self._invoke = invoke_handler
+        self._settings = settings.workflows
+        self._stopping = stopping
+        self.machines: dict[str, str] = {}
+
+    def start(self) -> None:
+        serve_handlers_in_process(self._invoke, WORKFLOW_FUNCTIONS)
+        iam = boto3.client("iam")
+        functions = create_functions(boto3.client("lambda"), iam, WORKFLOW_FUNCTIONS)
+        definitions = {m.logical_id: m.definition_text(self._settings) for m in STATE_MACHINES}
+        self.machines = create_state_machines(
+            boto3.client("stepfunctions"), iam, STATE_MACHINES, definitions, functions
+        )
+        for spec in STATE_MACHINES:  # what the CDK gives the management API
+            os.environ[spec.env_var] = self.machines[spec.logical_id]
+        interval = self._settings.dev_sweep_interval_minutes * 60
+        if interval > 0:
+            threading.Thread(target=self._sweep_loop, args=(interval,), daemon=True).start()
+
+    def sweep(self) -> str:
+        """Start a renewal sweep of every tenant now; returns the execution ARN."""
+        return boto3.client("stepfunctions").start_execution(
+            stateMachineArn=self.machines[RENEWAL_SWEEP.logical_id],
+            name=f"sweep-scheduled-{uuid.uuid4().hex[:12]}",
+            input="{}",
+        )["executionArn"]
+
+    def _sweep_loop(self, interval: float) -> None:
+        while not self._stopping.wait(interval):
+            try:
+                self.sweep()
+            except Exception:  # the next interval tries again
+                logger.exception("could not start the renewal sweep")

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
 from pynamodb.exceptions import UpdateError
 
 from certplane.errors import Conflict, NotFound, RequestRejected
@@ -124,11 +125,25 @@ class Approvals:
             raise Conflict("not_ready", "the workflow is not waiting yet; retry in a moment")
         token = item.task_token
         status = APPROVED if decision == "approve" else DENIED
-        _transition(item, status, decided_by=decider, reason=reason, expected=PENDING)
-        if decision == "approve":
-            self.control.send_success(token, {"decision": decision, "decided_by": decider})
-        else:
-            self.control.send_failure(token, definitions.DENIED, reason or "denied")
+        # Answer first: a token answered once cannot be answered again, so of two racing
+        # deciders only one gets past here.
+        try:
+            if decision == "approve":
+                self.control.send_success(token, {"decision": decision, "decided_by": decider})
+            else:
+                self.control.send_failure(token, definitions.DENIED, reason or "denied")
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            raise Conflict(
+                "workflow_not_waiting", f"the approval workflow no longer waits ({code})"
+            ) from None
+        try:
+            _transition(item, status, decided_by=decider, reason=reason, expected=PENDING)
+        except Conflict:  # the workflow already moved on (issued or failed): keep its status
+            actions = [store.WorkflowItem.decided_by.set(decider)]
+            if reason:
+                actions.append(store.WorkflowItem.reason.set(reason))
+            item.update(actions=actions)
         return item
 
 
