@@ -17,6 +17,7 @@ moto's CloudFormation differs from AWS in ways the harness handles narrowly and 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -66,7 +67,24 @@ MOTO_SKIPPED_TYPES = {
     "AWS::CloudWatch::Alarm": "alarms on metrics moto does not produce",
     "AWS::CloudWatch::CompositeAlarm": "alarms on metrics moto does not produce",
     "AWS::Logs::MetricFilter": "metrics from log lines",
+    # Not created because it reads attributes of skipped resources (`drop_readers`).
+    "AWS::CloudWatch::Dashboard": "its alarm widgets read the ARNs of the (skipped) alarms",
 }
+# Never dropped: the smoke test's claims rest on these.
+CORE_TYPES = frozenset(
+    {
+        "AWS::DynamoDB::Table",
+        "AWS::Lambda::Function",
+        "AWS::Lambda::LayerVersion",
+        "AWS::Events::EventBus",
+        "AWS::Events::Rule",
+        "AWS::StepFunctions::StateMachine",
+        "AWS::IAM::Role",
+        "AWS::IAM::Policy",
+        "AWS::S3::Bucket",
+        "AWS::SQS::Queue",
+    }
+)
 # Step Functions really executes; Lambda runs without docker (moto_service.py runs the handlers).
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 # A fake account for every client: credentials from the developer's environment never apply.
@@ -91,30 +109,44 @@ def moto_unsupported(template: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def drop_outputs_naming(template: dict[str, Any], logical_ids: set[str]) -> list[str]:
-    """Remove the outputs that read an attribute of a resource moto will not create (moto
-    fails the whole stack on them); returns their names."""
-    dropped = []
+def drop_readers(template: dict[str, Any], missing: set[str]) -> list[str]:
+    """Remove what reads an attribute (Fn::GetAtt) of a resource moto will not create: moto
+    rejects the whole stack on such a read. Resources go transitively (a dashboard reading
+    alarm ARNs), outputs too; a CORE_TYPES resource never goes: that raises instead, since the
+    smoke test would then deploy without something it claims to check. Returns what went."""
+    resources = template.get("Resources", {})
+    missing = set(missing)
+    dropped: list[str] = []
+    changed = True
+    while changed:
+        changed = False
+        for logical_id, resource in list(resources.items()):
+            if logical_id in missing or not _attribute_reads(resource) & missing:
+                continue
+            if resource["Type"] in CORE_TYPES:
+                raise AssertionError(f"{logical_id} ({resource['Type']}) reads {sorted(missing)}")
+            del resources[logical_id]
+            missing.add(logical_id)
+            dropped.append(f"{logical_id} ({resource['Type']})")
+            changed = True
     for name, output in list(template.get("Outputs", {}).items()):
-        if set(_references(output)) & logical_ids:
+        if _attribute_reads(output) & missing:
             del template["Outputs"][name]
-            dropped.append(name)
+            dropped.append(f"output {name}")
     return dropped
 
 
-def _references(node: Any) -> set[str]:
-    """Logical ids a template fragment names with Ref or Fn::GetAtt."""
+def _attribute_reads(node: Any) -> set[str]:
+    """Logical ids whose attributes a template fragment reads with Fn::GetAtt."""
     found: set[str] = set()
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "Ref" and isinstance(value, str):
-                found.add(value)
-            elif key == "Fn::GetAtt":
+            if key == "Fn::GetAtt":
                 found.add(value[0] if isinstance(value, list) else value.split(".")[0])
-            found |= _references(value)
+            found |= _attribute_reads(value)
     elif isinstance(node, list):
         for item in node:
-            found |= _references(item)
+            found |= _attribute_reads(item)
     return found
 
 
@@ -329,11 +361,12 @@ def deploy(account: MotoAccount, synth: SynthesizedApp) -> Deployment:
     statuses: dict[str, str] = {}
     resources: dict[str, dict[str, dict[str, str]]] = {}
     for name in synth.order:
-        template = json.loads(synth.templates[name].read_text())
+        synthesized = json.loads(synth.templates[name].read_text())
+        template = copy.deepcopy(synthesized)
         unsupported = moto_unsupported(template)
         adapted[name] = adapt_archives(template, name) + [
-            f"output {output} dropped (reads a resource moto does not create)"
-            for output in drop_outputs_naming(template, set(unsupported))
+            f"dropped {what}: reads a resource moto does not create"
+            for what in drop_readers(template, set(unsupported))
         ]
         try:
             cloudformation.create_stack(
@@ -354,7 +387,7 @@ def deploy(account: MotoAccount, synth: SynthesizedApp) -> Deployment:
         }
         skipped[name] = {
             logical_id: resource["Type"]
-            for logical_id, resource in template["Resources"].items()
+            for logical_id, resource in synthesized["Resources"].items()
             if logical_id not in resources[name]
         }
     return Deployment(account, synth, skipped, adapted, statuses, resources)

@@ -33,6 +33,8 @@ from moto.awslambda.models import LambdaFunction, LayerVersion
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.events.models import EventBus
 from moto.server import ThreadedMotoServer
+from moto.stepfunctions.models import StateMachine
+from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
 WORKER = Path(__file__).with_name("lambda_worker.py")
 LAYER_ROOT = "/opt"
@@ -190,6 +192,10 @@ def fix_moto_gaps() -> None:
       their Layers) would be empty.
     - moto's AWS::Lambda::Function ignores `Layers`: the function would run without its
       configuration layer.
+    - moto's AWS::StepFunctions::StateMachine ignores `DefinitionSubstitutions` (the step
+      functions' ARNs) and lands in a backend its executing Step Functions never looks in
+      (`execute_state_machine` serves another one): it is created in the executing backend,
+      substitutions applied, under the name and so the ARN CloudFormation reports.
     """
     EventBus.physical_resource_id = property(lambda bus: bus.name)  # type: ignore[attr-defined]
     LayerVersion.physical_resource_id = property(lambda layer: layer.arn)  # type: ignore[attr-defined]
@@ -205,6 +211,24 @@ def fix_moto_gaps() -> None:
         return function
 
     LambdaFunction.create_from_cloudformation_json = classmethod(create_with_layers)  # type: ignore[method-assign,assignment]
+
+    def create_executable(
+        cls: type[StateMachine],
+        name: str,
+        template: dict[str, Any],
+        account: str,
+        region: str,
+        **kwargs: Any,
+    ) -> StateMachine:
+        properties = template["Properties"]
+        definition = properties.get("DefinitionString", "")
+        for key, value in (properties.get("DefinitionSubstitutions") or {}).items():
+            definition = definition.replace("${" + key + "}", str(value))
+        return stepfunctions_parser_backends[account][region].create_state_machine(
+            properties.get("StateMachineName", name), definition, properties.get("RoleArn", "")
+        )
+
+    StateMachine.create_from_cloudformation_json = classmethod(create_executable)  # type: ignore[method-assign,assignment]
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from certplane import resources
 from certplane.config import Settings
 from certplane.dev.front import proxy_event
 from tests.deploy.harness import (
+    CORE_TYPES,
     MOTO_SKIPPED_TYPES,
     Deployment,
     MotoAccount,
@@ -34,16 +35,10 @@ from tests.deploy.harness import (
 )
 
 TENANT = "default"
-CORE_TYPES = (
-    "AWS::DynamoDB::Table",
-    "AWS::Lambda::Function",
-    "AWS::Lambda::LayerVersion",
-    "AWS::Events::EventBus",
-    "AWS::StepFunctions::StateMachine",
-    "AWS::IAM::Role",
-    "AWS::IAM::Policy",
-)
 EVENT_WAIT_SECONDS = 20
+SWEEP_WAIT_SECONDS = 60
+# cdk/state_machine.py pins the logical id (`logical_id_of`): "<spec logical id>StateMachine".
+SWEEP_LOGICAL_ID = "RenewalSweepStateMachine"
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +252,42 @@ def test_issuance_through_the_deployed_api(api: Api, bus_tap: BusTap, tmp_path: 
     event = bus_tap.wait_for("Certificate Issued", issued["certificate_id"])
     assert event["source"] == resources.EVENT_BUS.source
     assert event["detail"]["tenant"] == TENANT
+
+
+def test_renewal_sweep_through_the_deployed_state_machine(
+    deployment: Deployment, api: Api, bus_tap: BusTap, tmp_path: Path
+) -> None:
+    if "workflows" not in deployment.synth.stacks:
+        pytest.skip("build_app has no workflows stack yet: no renewal sweep state machine")
+    profile = Settings.load().profiles_by_name["device"]
+    assert not profile.auto_renew, "the default device profile is expected to notify, not renew"
+    status, due = api.call(
+        "POST",
+        "/v1/certificates",
+        {"csr": _csr(tmp_path, "smoke-meter-2"), "profile": "device", "validity_days": 5},
+    )
+    assert status == 201, due
+
+    machine = deployment.physical_id(
+        "workflows", SWEEP_LOGICAL_ID, "AWS::StepFunctions::StateMachine"
+    )
+    sfn = deployment.account.client("stepfunctions")
+    execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps({}))["executionArn"]
+    deadline = time.monotonic() + SWEEP_WAIT_SECONDS
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the sweep did not finish"
+        time.sleep(0.5)
+    history = sfn.get_execution_history(executionArn=execution, reverseOrder=True)["events"]
+    assert described["status"] == "SUCCEEDED", history[:3]
+    summary = json.loads(described["output"])
+    assert summary["tenants"] == [TENANT]
+    # Only the 5-day certificate is within a notice threshold (the other one has 365 days).
+    assert summary["counts"]["expiring"] == 1 and summary["counts"]["renewed"] == 0
+
+    event = bus_tap.wait_for("Certificate Expiring", due["certificate_id"])
+    assert event["detail"]["threshold"] == min(
+        days for days in Settings.load().workflows.expiring_thresholds_days if days >= 5
+    )
+    assert event["detail"]["daysRemaining"] == 4  # 5 days from issuance, less the backdate
+    status, record = api.call("GET", f"/v1/certificates/{due['certificate_id']}")
+    assert status == 200 and record["status"] == "ISSUED"
