@@ -35,5 +35,8 @@ def logged_stage(scope: Construct) -> tuple[logs.LogGroup, apigateway.StageOptio
         ),
         tracing_enabled=True,
         metrics_enabled=True,
+        # Execution logs of every method, errors only (cdk-nag AwsSolutions-APIG6); no bodies.
+        logging_level=apigateway.MethodLoggingLevel.ERROR,
+        data_trace_enabled=False,
     )
     return access_logs, options

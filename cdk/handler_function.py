@@ -14,8 +14,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk.dependencies_layer import DependenciesLayer
 from cdk.deployed_config import PATH_IN_LAMBDA, ConfigLayer, DeployedConfig
 from cdk.engine_grants import EngineGrants
+from cdk.function_role import function_role
 from certplane import resources
 from certplane.resources import FunctionSpec
 
@@ -56,9 +58,9 @@ POWERTOOLS_DEFAULTS = {
 def function_code() -> lambda_.Code:
     """The repository's own packages as one asset, built without docker.
 
-    Third-party dependencies (pynamodb, powertools, cryptography, ...) are NOT bundled yet, so
-    the deployed function cannot import them; a later issue adds a local (non-docker)
-    `pip install --platform manylinux2014_aarch64` bundling step.
+    Third-party dependencies (pynamodb, powertools, cryptography, ...) come from the stack's
+    `DependenciesLayer` (pip for arm64 / CPython 3.12, no docker), so that editing the code
+    leaves the dependencies' asset alone.
     """
     return lambda_.Code.from_asset(
         str(REPO_ROOT), exclude=list(ASSET_EXCLUDES), ignore_mode=IgnoreMode.GIT
@@ -127,7 +129,8 @@ class HandlerFunction(Construct):
             timeout=timeout,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
-            layers=[ConfigLayer.of(self, config).layer],
+            role=function_role(self, "Role", self.log_group),
+            layers=[DependenciesLayer.of(self).layer, ConfigLayer.of(self, config).layer],
         )
 
         for table_spec in spec.read_write_tables:

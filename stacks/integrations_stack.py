@@ -23,7 +23,9 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from cdk.connector_queue import ConnectorQueue
+from cdk.dependencies_layer import DependenciesLayer
 from cdk.deployed_config import DeployedConfig
+from cdk.function_role import function_role
 from cdk.handler_function import POWERTOOLS_DEFAULTS, function_code
 from certplane.config import ConnectorConfig
 from connectors.routing import connector_route
@@ -111,6 +113,8 @@ class ConnectorFunction(Construct):
             timeout=timeout,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
+            role=function_role(self, "Role", self.log_group),
+            layers=[DependenciesLayer.of(self).layer],
         )
 
         # Consume (Receive, Delete, ChangeMessageVisibility, ...) on its queue only: the event

@@ -247,8 +247,16 @@ def test_least_privilege(synth: Synth, name: str) -> None:
         assert by_action[action] and all(r == queue_arn for r in by_action[action]), action
     sqs = {a: r for a, r in by_action.items() if a.startswith("sqs:")}
     assert {str(r) for rs in sqs.values() for r in rs} <= {str(queue_arn), str(dlq_arn)}
-    allowed = {"sqs", "secretsmanager", "xray"}
+    allowed = {"sqs", "secretsmanager", "xray", "logs"}
     assert {action.split(":")[0] for action in by_action} <= allowed
+    # Logs only to its own group (no AWSLambdaBasicExecutionRole: cdk/function_role.py).
+    log_group = synth.logical_id(synth.stack.connectors[name].log_group)
+    for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+        assert by_action[action] == [{"Fn::GetAtt": [log_group, "Arn"]}], action
+    assert {a for a in by_action if a.startswith("logs:")} == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
 
     # Nothing of the other connector: not its queues, not its secret.
     for other in NAMES:
