@@ -17,9 +17,8 @@ from typing import Any
 
 import aws_cdk as cdk
 
-from cdk import nag_acknowledgements
 from cdk.deployed_config import DeployedConfig
-from certplane.resources import STATUS_BUCKET
+from certplane.resources import EST, STATUS_BUCKET
 from stacks.api_stack import ManagementApiStack
 from stacks.enrollment_stack import EnrollmentStack
 from stacks.events_stack import EventsStack
@@ -75,6 +74,7 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
         **wiring,
     )
     workflows.grant_control(api.handler.function)
+    workflows.grant_approval_requests(enrollment.handlers[EST.logical_id].function)
     stacks: dict[str, cdk.Stack] = {
         "inventory": inventory,
         "events": events,
@@ -93,6 +93,4 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
 if __name__ == "__main__":
     app = create_app()
     build_app(app)
-    if nag_acknowledgements.nag_enabled(app):  # cdk-nag AwsSolutions; `-c nag=false` skips
-        nag_acknowledgements.apply(app)
     app.synth()

@@ -76,3 +76,9 @@ class WorkflowsStack(Stack):
             machine.grant_execution(function, "states:DescribeExecution")
             function.add_environment(spec.env_var, machine.state_machine_arn)
         self.machines[APPROVAL_WORKFLOW.logical_id].state_machine.grant_task_response(function)
+
+    def grant_approval_requests(self, function: lambda_.Function) -> None:
+        """Let `function` (EST) start the approval workflow for a request it holds."""
+        machine = self.machines[APPROVAL_WORKFLOW.logical_id].state_machine
+        machine.grant_start_execution(function)
+        function.add_environment(APPROVAL_WORKFLOW.env_var, machine.state_machine_arn)

@@ -10,12 +10,13 @@ is FAILED and a "Certificate Issuance Failed" event says why.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import PutError, UpdateError
 
 from certplane.errors import Conflict, NotFound, RequestRejected
 from certplane.events import DetailType, build_detail
@@ -57,7 +58,33 @@ class Approvals:
     lifecycle: Lifecycle
     control: WorkflowControl = field(default_factory=WorkflowControl)
 
-    def submit(self, request: IssueRequest) -> store.WorkflowItem:
+    @property
+    def control_available(self) -> bool:
+        return self.control.available(APPROVAL_WORKFLOW)
+
+    def submit_once(self, request: IssueRequest, request_der: bytes) -> store.WorkflowItem:
+        """The approval of this exact request, submitted on its first arrival.
+
+        RFC 7030 §4.2.3: an EST client answered 202 repeats the same request after
+        Retry-After; the approval id is a digest of tenant, profile and CSR, so the repeat
+        finds the approval (and, once issued, its certificate) instead of a new one.
+        """
+        digest = hashlib.sha256(
+            b"\0".join([request.tenant.encode(), request.profile.encode(), request_der])
+        )
+        approval_id = digest.hexdigest()[:32]
+        try:
+            return self.get(request.tenant, approval_id)
+        except NotFound:
+            pass
+        try:
+            return self.submit(request, approval_id)
+        except PutError as error:
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            return self.get(request.tenant, approval_id)  # a concurrent repeat won the race
+
+    def submit(self, request: IssueRequest, approval_id: str | None = None) -> store.WorkflowItem:
         """Record a request for a profile that requires approval and start its workflow."""
         profile = self.lifecycle.settings.tenant_profile(request.tenant, request.profile)
         if profile is None:
@@ -65,7 +92,7 @@ class Approvals:
                 "unknown_profile", f"profile {request.profile!r} does not exist for this tenant"
             )
         load_csr(request.csr)  # a malformed CSR is refused now, not after someone approves it
-        approval_id = uuid.uuid4().hex
+        approval_id = approval_id or uuid.uuid4().hex
         now = store.now()
         item = store.WorkflowItem(
             store.item_key(request.tenant, store.APPROVAL, approval_id),

@@ -30,6 +30,9 @@ class WorkflowControl:
             self._client = boto3.client("stepfunctions")
         return self._client
 
+    def available(self, spec: StateMachineSpec) -> bool:
+        return bool(self._environ.get(spec.env_var))
+
     def arn(self, spec: StateMachineSpec) -> str:
         arn = self._environ.get(spec.env_var)
         if not arn:

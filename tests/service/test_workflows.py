@@ -7,6 +7,7 @@ bucket, certificates verified by openssl.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import subprocess
@@ -21,6 +22,7 @@ import boto3
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
 from moto import mock_aws
 
 from app import build_app, create_app
@@ -49,7 +51,7 @@ from certplane.workflows import steps
 from certplane.workflows.approval import Approvals
 from certplane.workflows.bulk import BulkOperations, bulk_view
 from certplane.workflows.control import WorkflowControl
-from tests.conftest import AwsStack, EventTap, csr_pem, new_key
+from tests.conftest import AwsStack, EventTap, build_csr, csr_pem, new_key
 
 pytestmark = pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")
 
@@ -504,3 +506,48 @@ def test_bulk_reissue_after_moving_a_profile_to_ml_dsa(
 def test_bulk_refuses_a_ca_the_tenant_does_not_use(workflows: Workflows) -> None:
     with pytest.raises(RequestRejected):
         _bulk(workflows).start("other", "tests", "revoke", {"ca": "local-pqc"}, "keyCompromise")
+
+
+def test_est_enrollment_waits_for_approval_then_the_repeat_gets_the_certificate(
+    workflows: Workflows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 7030 §4.2.3: 202 + Retry-After, the same request repeated later gets the cert."""
+    from certplane.enroll.est.door import EstDoor
+    from certplane.runtime import Runtime
+    from tests.service.test_est import PASSWORD, USER, EstClient, b64
+
+    monkeypatch.setenv(APPROVAL_WORKFLOW.env_var, workflows.machines["ApprovalIssuance"])
+    runtime = steps.runtime()
+    runtime.credentials.set_password("default", USER, PASSWORD)
+    client = EstClient(EstDoor(Runtime(runtime.settings, runtime.lifecycle, runtime.credentials)))
+    key = new_key("P-256")
+    request = build_csr(key, "est-gated").public_bytes(serialization.Encoding.DER)
+
+    first = client.post(b64(request), "gated/simpleenroll")
+    assert first.status == 202 and int(first.headers["Retry-After"]) > 0
+    again = client.post(b64(request), "gated/simpleenroll")
+    assert again.status == 202
+    approvals = _approvals(workflows)
+    (pending,) = approvals.list("default")  # one approval for the request and its repeat
+    deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS
+    while not approvals.get("default", pending.item_id).task_token:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    approvals.decide("default", pending.item_id, "approve", "bob", None)
+    assert workflows.wait(pending.execution_arn)["status"] == "SUCCEEDED"
+
+    issued = client.post(b64(request), "gated/simpleenroll")
+    assert issued.status == 200, issued.body
+    (certificate,) = pkcs7.load_der_pkcs7_certificates(base64.b64decode(issued.body))
+    assert certificate.public_key() == key.public_key()
+    assert _record(format(certificate.serial_number, "x")).status == "ISSUED"
+
+    other = build_csr(new_key("P-256"), "est-denied").public_bytes(serialization.Encoding.DER)
+    assert client.post(b64(other), "gated/simpleenroll").status == 202
+    (second,) = approvals.list("default")
+    while not approvals.get("default", second.item_id).task_token:
+        time.sleep(0.05)
+    approvals.decide("default", second.item_id, "deny", "bob", "not ours")
+    assert workflows.wait(second.execution_arn)["status"] == "FAILED"
+    refused = client.post(b64(other), "gated/simpleenroll")
+    assert refused.status == 400 and "approval_denied" in refused.body

@@ -17,6 +17,7 @@ from cdk.state_machine import logical_id_of
 from certplane.config import Settings
 from certplane.resources import (
     APPROVAL_WORKFLOW,
+    EST,
     RENEWAL_SWEEP,
     STATE_MACHINES,
     WORKFLOW_FUNCTIONS,
@@ -34,7 +35,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "templates": {
             key: assembly.get_stack_by_name(stack.stack_name).template
             for key, stack in stacks.items()
-            if key in ("workflows", "api")
+            if key in ("workflows", "api", "enrollment")
         },
     }
 
@@ -169,3 +170,20 @@ def test_management_api_may_start_workflows_and_answer_approvals_only(
     for action in ("states:SendTaskSuccess", "states:SendTaskFailure"):
         (target,) = states[action]
         assert approval in target
+
+
+def test_est_may_start_only_the_approval_workflow(synth: dict[str, Any]) -> None:
+    resources = synth["templates"]["enrollment"]["Resources"]
+    enrollment = synth["stacks"]["enrollment"]
+    handler = enrollment.handlers[EST.logical_id].function
+    function = resources[enrollment.get_logical_id(handler.node.default_child)]["Properties"]
+    assert APPROVAL_WORKFLOW.env_var in function["Environment"]["Variables"]
+    role_id = function["Role"]["Fn::GetAtt"][0]
+    granted = [
+        (action, json.dumps(statement["Resource"]))
+        for statement in _statements(resources, role_id)
+        for action in _as_list(statement["Action"])
+        if action.startswith("states:")
+    ]
+    assert [action for action, _ in granted] == ["states:StartExecution"]
+    assert logical_id_of(APPROVAL_WORKFLOW) in granted[0][1]

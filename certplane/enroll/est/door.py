@@ -44,12 +44,16 @@ from certplane.inventory import CertificateRecord
 from certplane.lifecycle import IssueRequest, RenewRequest
 from certplane.policy import check_key, csr_public_key, load_csr, requested_sans
 from certplane.runtime import Runtime
+from certplane.workflows import approval
 
 logger = logging.getLogger(__name__)
 
-# There is no approval workflow yet: a 202 only tells the client to come back, and nothing is
-# recorded, so every retry gets the same 202 until approvals exist.
+# Where the approval workflow is deployed (AWS, certplane dev), simpleenroll records the request
+# and starts it (certplane.workflows.approval). Without it — and for simplereenroll and
+# serverkeygen, whose key would have to wait with the request — a 202 only tells the client to
+# come back, and nothing is recorded.
 RETRY_AFTER_SECONDS = 3600
+APPROVAL_RETRY_AFTER_SECONDS = 60
 Event = Mapping[str, Any]
 Operation = Callable[[EstRoute, Event, bytes], EstResponse]
 
@@ -118,6 +122,7 @@ class EstDoor:
         self.settings = runtime.settings
         self.lifecycle = runtime.lifecycle
         self.auth = EstAuthenticator(runtime.credentials, runtime.lifecycle.inventory)
+        self.approvals = approval.Approvals(runtime.lifecycle)
         self._operations: dict[str, Operation] = {
             "cacerts": self._cacerts,
             "csrattrs": self._csrattrs,
@@ -173,18 +178,38 @@ class EstDoor:
         caller = self.auth.enrolling(event)
         profile = resolve_profile(self.settings, caller.tenant, route.label)
         der = self._csr_der(event, body)
+        request = IssueRequest(
+            tenant=caller.tenant,
+            profile=profile.name,
+            csr=base64.b64encode(der).decode(),
+            requester=caller.requester,
+        )
         if profile.requires_approval:
             load_csr(der)  # a request that could never be approved is refused now
+            if self.approvals.control_available:
+                return self._approval(request, der)
             return _pending(profile)
-        record = self.lifecycle.issue(
-            IssueRequest(
-                tenant=caller.tenant,
-                profile=profile.name,
-                csr=base64.b64encode(der).decode(),
-                requester=caller.requester,
+        return _issued(self.lifecycle.issue(request))
+
+    def _approval(self, request: IssueRequest, der: bytes) -> EstResponse:
+        """RFC 7030 §4.2.3: 202 until a person decides; the repeated request then gets the
+        certificate, or a refusal if it was denied."""
+        item = self.approvals.submit_once(request, der)
+        if item.status == approval.ISSUED and item.serial:
+            record = self.lifecycle.inventory.get(request.tenant, int(item.serial, 16))
+            if record is not None:
+                return _issued(record)
+        if item.status == approval.FAILED:
+            failure = item.failure or {}
+            raise RequestRejected(
+                str(failure.get("code") or "approval_failed"),
+                str(failure.get("message") or "the request was not approved"),
             )
+        return text(
+            202,
+            f"approval {item.item_id} is {item.status.lower()}: repeat this request later",
+            {"Retry-After": str(APPROVAL_RETRY_AFTER_SECONDS)},
         )
-        return _issued(record)
 
     def _simplereenroll(self, route: EstRoute, event: Event, body: bytes) -> EstResponse:
         """Renew the TLS client certificate: same profile, same subject, the CSR's new key."""
