@@ -17,6 +17,7 @@ from typing import Any
 
 import aws_cdk as cdk
 
+from cdk import nag_acknowledgements
 from cdk.deployed_config import DeployedConfig
 from certplane.resources import EST, STATUS_BUCKET
 from stacks.api_stack import ManagementApiStack
@@ -93,4 +94,6 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
 if __name__ == "__main__":
     app = create_app()
     build_app(app)
+    if nag_acknowledgements.nag_enabled(app):  # cdk-nag AwsSolutions; `-c nag=false` skips
+        nag_acknowledgements.apply(app)
     app.synth()

@@ -287,9 +287,8 @@ def _function_statements(synth: Synth, spec: FunctionSpec) -> list[dict[str, Any
     template = synth.templates[synth.stack_key(spec)]
     role_id = _function(synth, spec)["Properties"]["Role"]["Fn::GetAtt"][0]
     role = _resource(template, role_id)["Properties"]
-    managed = json.dumps(role.get("ManagedPolicyArns", []))
-    assert "AWSLambdaBasicExecutionRole" in managed
-    assert len(role.get("ManagedPolicyArns", [])) == 1, managed
+    # No managed policy (not even AWSLambdaBasicExecutionRole): logs go to its own group only.
+    assert "ManagedPolicyArns" not in role, role["ManagedPolicyArns"]
     assert "Policies" not in role
     statements = [
         statement
@@ -320,6 +319,9 @@ def test_function_policy_is_least_privilege(synth: Synth, function: FunctionSpec
     kms: dict[str, set[str]] = {}  # table logical id (of the key) -> actions
     events: set[str] = set()
     s3_objects: set[str] = set()
+    log_group = _function(synth, function)["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    own_logs = json.dumps({"Fn::GetAtt": [log_group, "Arn"]})
+    logs: set[str] = set()
     for statement in _function_statements(synth, function):
         assert statement["Effect"] == "Allow"
         assert set(statement) <= {"Action", "Effect", "Resource", "Sid"}, statement
@@ -340,6 +342,9 @@ def test_function_policy_is_least_privilege(synth: Synth, function: FunctionSpec
                 elif service == "s3":
                     assert target == status_objects, f"{action} on {target}"
                     s3_objects.add(action)
+                elif service == "logs":
+                    assert target == own_logs, f"{action} on {target}"
+                    logs.add(action)
                 elif service == "states":  # on the workflows' machines: test_cdk_workflows.py
                     assert function in (MANAGEMENT_API, EST), f"{action} on {target}"
                 else:
@@ -357,6 +362,7 @@ def test_function_policy_is_least_privilege(synth: Synth, function: FunctionSpec
 
     assert set(kms) == read_write | read_only
     assert {table for table, actions in kms.items() if actions - KMS_READ_ACTIONS} == read_write
+    assert logs == {"logs:CreateLogStream", "logs:PutLogEvents"}
     assert events == ({"events:PutEvents"} if function.puts_events else set())
     if STATUS_BUCKET in function.read_write_buckets:
         assert synth.stack(function) is synth.status
@@ -431,7 +437,8 @@ def test_function_loads_the_configuration_shipped_in_its_layer(
     assert props["Environment"]["Variables"][CONFIG_ENV] == PATH_IN_LAMBDA
     assert Path(PATH_IN_LAMBDA) == Path("/opt", LAYER_FOLDER, FILE_NAME)
     template = synth.templates[synth.stack_key(function)]
-    (layer_ref,) = props["Layers"]
+    # The last layer is the configuration (the first, the dependencies: test_lambda_dependencies).
+    layer_ref = props["Layers"][-1]
     layer = _resource(template, layer_ref["Ref"])
     assert layer["Type"] == "AWS::Lambda::LayerVersion"
     asset = synth.outdir / f"asset.{layer['Properties']['Content']['S3Key'].removesuffix('.zip')}"
