@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from enum import StrEnum
 from functools import cache
 from importlib import resources
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
 
 from certplane.model import iso_timestamp
+
+if TYPE_CHECKING:
+    from referencing import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +101,13 @@ def build_detail(
     }
 
 
+# jsonschema and referencing are imported where schemas are checked (connectors, tests):
+# the enrollment and API handlers publish events but never validate them, and these two
+# libraries would otherwise be a sixth of their cold-start imports.
 @cache
 def _registry() -> Registry:
+    from referencing import Registry, Resource
+
     folder = resources.files("certplane").joinpath("schemas/events")
     registry: Registry = Registry()
     for entry in folder.iterdir():
@@ -119,6 +125,8 @@ def schema_for(detail_type: DetailType | str) -> dict[str, Any]:
 
 def validate_detail(detail_type: DetailType | str, detail: Mapping[str, Any]) -> None:
     """Raise jsonschema.ValidationError when `detail` breaks its detail-type's schema."""
+    from jsonschema import Draft202012Validator
+
     Draft202012Validator(
         schema_for(detail_type),
         registry=_registry(),

@@ -135,7 +135,7 @@ class Lifecycle:
         inventory: Inventory,
         router: EngineRouter,
         publisher: EventPublisher,
-        idempotency_store: BasePersistenceLayer | None = None,
+        idempotency_store: BasePersistenceLayer | Callable[[], BasePersistenceLayer] | None = None,
         metrics: MetricsSink | None = None,
     ) -> None:
         self.settings = settings
@@ -144,11 +144,12 @@ class Lifecycle:
         self.router = router
         self.publisher = publisher
         self._engine_types = {ca.id: ca.engine for ca in settings.cas}
+        self._idempotency_store = idempotency_store
         self._run_once: Callable[..., dict[str, Any]] | None = None
         self._status_urls = status_urls(settings)
         self._idempotency_config: IdempotencyConfig | None = None
         if idempotency_store is not None:
-            config = self._idempotency_config = IdempotencyConfig(
+            self._idempotency_config = IdempotencyConfig(
                 event_key_jmespath="[tenant, idempotency_key]",
                 payload_validation_jmespath=(
                     "[operation, profile, csr, reference, validity_days, subject_override,"
@@ -157,11 +158,6 @@ class Lifecycle:
                 expires_after_seconds=settings.idempotency_ttl_seconds,
                 raise_on_no_idempotency_key=True,
             )
-            self._run_once = idempotent_function(
-                data_keyword_argument="request",
-                persistence_store=idempotency_store,
-                config=config,
-            )(self._execute)
 
     def bind_lambda_context(self, context: Any) -> None:
         """Let an in-progress idempotency record expire with the invocation that wrote it."""
@@ -253,11 +249,11 @@ class Lifecycle:
 
     def _dispatch(self, operation: str, request: dict[str, Any]) -> CertificateRecord:
         payload = {"operation": operation, "reference": None, "profile": None, **request}
-        if not payload.get("idempotency_key") or self._run_once is None:
+        if not payload.get("idempotency_key") or self._idempotency_config is None:
             result = self._execute(payload)
         else:
             try:
-                result = self._run_once(request=payload)
+                result = self._idempotent_execute()(request=payload)
             except IdempotencyValidationError:
                 raise Conflict(
                     "idempotency_key_reused",
@@ -272,6 +268,23 @@ class Lifecycle:
         if record is None:  # pragma: no cover - the record was written before the result
             raise CertplaneError("inventory_inconsistent", "the issued record is missing")
         return record
+
+    def _idempotent_execute(self) -> Callable[..., dict[str, Any]]:
+        """_execute behind Powertools idempotency, wrapped at the first request with a key.
+
+        A store given as a factory is created only then, with its AWS client: the EST and
+        Certifier doors never send keys, so their cold starts skip it.
+        """
+        if self._run_once is None:
+            store = self._idempotency_store
+            if not isinstance(store, BasePersistenceLayer):
+                store = store()  # type: ignore[misc]
+            self._run_once = idempotent_function(
+                data_keyword_argument="request",
+                persistence_store=store,
+                config=self._idempotency_config,
+            )(self._execute)
+        return self._run_once
 
     def _execute(self, request: dict[str, Any]) -> dict[str, Any]:
         """Run one issue or renew; returns a JSON-safe reference to the resulting record."""

@@ -60,10 +60,15 @@ def build_runtime(
     publisher = EventPublisher(
         boto3.client("events"), environ.get(EVENT_BUS.env_var, EVENT_BUS.default_name)
     )
-    idempotency = DynamoDBPersistenceLayer(
-        table_name=environ.get(IDEMPOTENCY.env_var, IDEMPOTENCY.default_name)
-    )
+    idempotency_table = environ.get(IDEMPOTENCY.env_var, IDEMPOTENCY.default_name)
     lifecycle = Lifecycle(
-        settings, Inventory(settings.expiry_shards), router, publisher, idempotency, metrics
+        settings,
+        Inventory(settings.expiry_shards),
+        router,
+        publisher,
+        # Created with its DynamoDB client at the first request that carries an idempotency
+        # key: the EST and Certifier doors never send one, so their cold start skips it.
+        lambda: DynamoDBPersistenceLayer(table_name=idempotency_table),
+        metrics,
     )
     return Runtime(settings=settings, lifecycle=lifecycle, credentials=CredentialStore())
