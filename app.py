@@ -25,6 +25,7 @@ from stacks.enrollment_stack import EnrollmentStack
 from stacks.events_stack import EventsStack
 from stacks.integrations_stack import IntegrationsStack
 from stacks.inventory_stack import InventoryStack
+from stacks.monitoring_stack import MonitoringStack
 from stacks.status_stack import StatusStack
 from stacks.workflows_stack import WorkflowsStack
 
@@ -88,6 +89,15 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
         stacks["integrations"] = IntegrationsStack(
             app, "CertplaneIntegrations", bus=events.bus, config=config, env=env
         )
+    # Last: it watches every stack above (and depends on them, never the reverse).
+    stacks["monitoring"] = MonitoringStack(
+        app,
+        "CertplaneMonitoring",
+        watched=list(stacks.values()),
+        bus=events.bus,
+        config=config,
+        env=env,
+    )
     return stacks
 
 

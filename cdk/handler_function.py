@@ -12,6 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk.dependencies_layer import DependenciesLayer
@@ -92,7 +93,11 @@ class HandlerFunction(Construct):
         memory_size: int = 512,
         timeout: Duration = DEFAULT_TIMEOUT,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
+        reserved_concurrency: int = 0,
+        async_dead_letter_queue: sqs.IQueue | None = None,
     ) -> None:
+        """`reserved_concurrency` caps (and reserves) concurrent instances, 0 = unreserved; an
+        `async_dead_letter_queue` receives asynchronous invocations that failed every attempt."""
         super().__init__(scope, construct_id)
         self.spec = spec
         missing = [t.logical_id for t in spec.tables if t.logical_id not in tables]
@@ -129,6 +134,8 @@ class HandlerFunction(Construct):
             timeout=timeout,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
+            reserved_concurrent_executions=reserved_concurrency or None,
+            dead_letter_queue=async_dead_letter_queue,
             role=function_role(self, "Role", self.log_group),
             layers=[DependenciesLayer.of(self).layer, ConfigLayer.of(self, config).layer],
         )

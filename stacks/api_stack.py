@@ -20,6 +20,7 @@ from aws_cdk import aws_events as events
 from constructs import Construct
 
 from cdk.api_stage import logged_stage
+from cdk.concurrency import concurrency_for
 from cdk.deploy_context import ManagementAuth, management_auth
 from cdk.deployed_config import DeployedConfig
 from cdk.handler_function import HandlerFunction
@@ -49,6 +50,7 @@ class ManagementApiStack(Stack):
             tables=tables,
             bus=bus,
             config=config,
+            reserved_concurrency=concurrency_for(self, MANAGEMENT_API, config.settings),
         )
         self.auth = management_auth(self)
         self.handler.function.add_environment(API_AUTH_ENV, self.auth.mode.value)

@@ -17,6 +17,7 @@ from aws_cdk import aws_events as events
 from constructs import Construct
 
 from cdk.api_stage import logged_stage
+from cdk.concurrency import concurrency_for
 from cdk.deployed_config import DeployedConfig
 from cdk.handler_function import HandlerFunction
 from certplane.resources import CERTIFIER_API, EST, FunctionSpec
@@ -40,7 +41,13 @@ class EnrollmentStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.handlers = {
             spec.logical_id: HandlerFunction(
-                self, spec.logical_id, spec=spec, tables=tables, bus=bus, config=config
+                self,
+                spec.logical_id,
+                spec=spec,
+                tables=tables,
+                bus=bus,
+                config=config,
+                reserved_concurrency=concurrency_for(self, spec, config.settings),
             )
             for spec in ENROLLMENT_FUNCTIONS
         }

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from constructs import Construct
 
+from cdk.concurrency import concurrency_for
+from cdk.dead_letter_queue import DeadLetterQueue
 from cdk.deployed_config import DeployedConfig
 from cdk.handler_function import HandlerFunction
 from cdk.publisher_schedule import PublisherSchedule
@@ -38,6 +40,9 @@ class StatusStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.status_bucket = StatusBucket(self, STATUS_BUCKET.logical_id, spec=STATUS_BUCKET)
         buckets = {STATUS_BUCKET.logical_id: self.status_bucket.bucket}
+        # Failed asynchronous runs of the publisher, and schedule deliveries that failed.
+        self.publisher_dlq = DeadLetterQueue(self, "CrlPublisherDlq").queue
+        self.schedule_dlq = DeadLetterQueue(self, "CrlPublisherScheduleDlq").queue
         self.handlers = {
             spec.logical_id: HandlerFunction(
                 self,
@@ -47,15 +52,24 @@ class StatusStack(Stack):
                 bus=bus,
                 config=config,
                 buckets=buckets,
+                reserved_concurrency=concurrency_for(self, spec, config.settings),
+                async_dead_letter_queue=self.publisher_dlq if spec is CRL_PUBLISHER else None,
             )
             for spec in (OCSP, CRL_PUBLISHER)
         }
+        # A failed run is retried once; the next scheduled run comes a minute later anyway.
+        self.crl_publisher.function.configure_async_invoke(
+            retry_attempts=1, max_event_age=Duration.minutes(5)
+        )
         self.ocsp_api = OcspApi(self, "OcspApi", function=self.ocsp.function)
         self.distribution = StatusDistribution(
             self, "Distribution", bucket=self.status_bucket.bucket, ocsp_api=self.ocsp_api.api
         )
         self.schedule = PublisherSchedule(
-            self, "CrlPublisherSchedule", function=self.crl_publisher.function
+            self,
+            "CrlPublisherSchedule",
+            function=self.crl_publisher.function,
+            dead_letter_queue=self.schedule_dlq,
         )
         CfnOutput(
             self,

@@ -322,6 +322,8 @@ def test_function_policy_is_least_privilege(synth: Synth, function: FunctionSpec
     log_group = _function(synth, function)["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
     own_logs = json.dumps({"Fn::GetAtt": [log_group, "Arn"]})
     logs: set[str] = set()
+    # Its own asynchronous-invocation DLQ, if it has one (the CRL publisher): send only.
+    async_dlq = _function(synth, function)["Properties"].get("DeadLetterConfig", {})
     for statement in _function_statements(synth, function):
         assert statement["Effect"] == "Allow"
         assert set(statement) <= {"Action", "Effect", "Resource", "Sid"}, statement
@@ -345,6 +347,9 @@ def test_function_policy_is_least_privilege(synth: Synth, function: FunctionSpec
                 elif service == "logs":
                     assert target == own_logs, f"{action} on {target}"
                     logs.add(action)
+                elif service == "sqs":
+                    assert async_dlq and target == json.dumps(async_dlq["TargetArn"]), target
+                    assert action == "sqs:SendMessage", f"{action} on {target}"
                 elif service == "states":  # on the workflows' machines: test_cdk_workflows.py
                     assert function in (MANAGEMENT_API, EST), f"{action} on {target}"
                 else:
@@ -571,12 +576,18 @@ def test_scheduler_invokes_the_crl_publisher_every_minute_and_nothing_else(synth
         if {"Ref": role_id} in policy["Properties"]["Roles"]
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
+    dlq_id = props["Target"]["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
     assert statements == [
         {
             "Action": "lambda:InvokeFunction",
             "Effect": "Allow",
             "Resource": {"Fn::GetAtt": [publisher_id, "Arn"]},
-        }
+        },
+        {  # failed deliveries go to the schedule's DLQ (tests/unit/test_cdk_monitoring.py)
+            "Action": "sqs:SendMessage",
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [dlq_id, "Arn"]},
+        },
     ]
 
 
