@@ -551,3 +551,68 @@ def test_est_enrollment_waits_for_approval_then_the_repeat_gets_the_certificate(
     assert workflows.wait(second.execution_arn)["status"] == "FAILED"
     refused = client.post(b64(other), "gated/simpleenroll")
     assert refused.status == 400 and "approval_denied" in refused.body
+
+
+# -- the management API's workflow routes -------------------------------------------------
+
+
+def test_management_api_workflow_routes(
+    workflows: Workflows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Approvals, bulk and sweeps through the API handler: tenant-scoped, refusals are 4xx."""
+    from certplane.api import ManagementApi
+    from tests.service.test_management_api import Client
+
+    for spec in STATE_MACHINES:
+        monkeypatch.setenv(spec.env_var, workflows.machines[spec.logical_id])
+    runtime = steps.runtime()
+    client = Client(ManagementApi(runtime), runtime.credentials.create_token("default", "alice"))
+    outsider = Client(ManagementApi(runtime), runtime.credentials.create_token("other", "eve"))
+
+    status, body = client.call(
+        "POST", "/v1/certificates", {"csr": csr_pem(new_key("P-256"), "api-1"), "profile": "gated"}
+    )
+    assert status == 202 and body["approval"]["status"] == "PENDING"
+    approval_id = body["approval"]["id"]
+    assert [a["id"] for a in client.call("GET", "/v1/approvals")[1]["items"]] == [approval_id]
+    assert outsider.call("GET", f"/v1/approvals/{approval_id}")[0] == 404
+    assert outsider.call("POST", f"/v1/approvals/{approval_id}", {"decision": "approve"})[0] == 404
+    assert client.call("POST", f"/v1/approvals/{approval_id}", {"decision": "maybe"})[0] == 422
+    deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS
+    while True:  # 409 until the workflow waits with its token
+        status, body = client.call("POST", f"/v1/approvals/{approval_id}", {"decision": "approve"})
+        if status != 409:
+            break
+        assert body["error"]["code"] == "not_ready" and time.monotonic() < deadline
+        time.sleep(0.05)
+    assert status == 200 and body["decided_by"] == "alice"
+    execution = f"approval-{approval_id}"
+    workflows.wait(
+        workflows.machines["ApprovalIssuance"].replace(":stateMachine:", ":execution:")
+        + f":{execution}"
+    )
+    status, body = client.call("GET", f"/v1/approvals/{approval_id}")
+    assert body["status"] == "ISSUED" and body["serial"]
+
+    assert (
+        client.call("POST", "/v1/bulk", {"action": "revoke", "ca": "x", "profile": "y"})[0] == 400
+    )
+    assert client.call("POST", "/v1/bulk", {"action": "burn", "ca": "local-dev"})[0] == 422
+    assert client.call("POST", "/v1/bulk", {"action": "revoke", "ca": "nope"})[0] == 400
+    status, operation = client.call(
+        "POST", "/v1/bulk", {"action": "revoke", "devices": ["api-1"], "reason": "superseded"}
+    )
+    assert status == 202
+    deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS
+    while operation["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        operation = client.call("GET", f"/v1/bulk/{operation['id']}")[1]
+    assert operation["progress"] == "1/1" and operation["done"] == 1
+    assert outsider.call("GET", f"/v1/bulk/{operation['id']}")[0] == 404
+    assert [o["id"] for o in client.call("GET", "/v1/bulk")[1]["items"]] == [operation["id"]]
+
+    status, sweep = client.call("POST", "/v1/sweeps")
+    assert status == 202 and sweep["name"].startswith("sweep-default-")
+    assert outsider.call("GET", f"/v1/sweeps/{sweep['name']}")[0] == 404
+    assert client.call("GET", "/v1/sweeps/sweep-default-unknown")[0] == 404
