@@ -28,8 +28,9 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# --dist loadgroup: tests marked xdist_group share one worker (tests/deploy deploys once).
 test: lint
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) -p no:cacheprovider
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider
 
 # Performance measurements (issue 8): writes bench/results.json; not part of `make test`.
 bench: install

@@ -87,6 +87,8 @@ CORE_TYPES = frozenset(
 )
 # Step Functions really executes; Lambda runs without docker (moto_service.py runs the handlers).
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+# What a process standing in for a deployed function inherits from the test's environment.
+INHERITED = ("PATH", "HOME", "LANG", "TZ", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "AWS_CA_BUNDLE")
 # A fake account for every client: credentials from the developer's environment never apply.
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -228,7 +230,7 @@ class MotoAccount:
         variables, the fake account and this endpoint."""
         config = self.client("lambda").get_function_configuration(FunctionName=function_name)
         return {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            **{k: os.environ[k] for k in INHERITED if k in os.environ},
             **FAKE_AWS_ENV,
             **config.get("Environment", {}).get("Variables", {}),
             "AWS_ENDPOINT_URL": self.endpoint,

@@ -34,6 +34,9 @@ from tests.deploy.harness import (
     synthesize,
 )
 
+# One deployment per module: under `make test` (--dist loadgroup) every test here runs on the
+# same xdist worker, so the module fixture deploys once.
+pytestmark = pytest.mark.xdist_group("deploy-smoke")
 TENANT = "default"
 EVENT_WAIT_SECONDS = 20
 SWEEP_WAIT_SECONDS = 60
