@@ -25,8 +25,11 @@ from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
+
+from cdk.dead_letter_queue import DeadLetterQueue
 
 PACK = "AwsSolutions"
 
@@ -217,6 +220,21 @@ RULES: tuple[Rule, ...] = (
                 "The distribution uses the default *.cloudfront.net certificate, whose minimum "
                 "protocol CloudFront fixes; CRLs are served over plain HTTP anyway (RFC 5280 "
                 "CDPs must be http) and are signed.",
+            ),
+        ),
+    ),
+    Rule(
+        lambda r: (
+            isinstance(r, sqs.CfnQueue)
+            and r.node.scope is not None
+            and isinstance(r.node.scope.node.scope, DeadLetterQueue)
+        ),
+        (
+            _ack(
+                "SQS3",
+                "The queue is itself a dead-letter queue (cdk/dead_letter_queue.py), e.g. an "
+                "EventBridge Scheduler target's DeadLetterConfig, which cdk-nag does not "
+                "recognise; CertplaneMonitoring alarms on any message in it.",
             ),
         ),
     ),
