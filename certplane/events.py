@@ -10,7 +10,7 @@ import datetime
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from functools import cache
 from importlib import resources
@@ -140,6 +140,18 @@ class EventPublisher:
     def __init__(self, client: Any, bus_name: str) -> None:
         self._client = client
         self._bus_name = bus_name
+        self._connect: Callable[[], Any] | None = None
+
+    @classmethod
+    def connecting_on_first_event(cls, connect: Callable[[], Any], bus_name: str) -> EventPublisher:
+        """A publisher whose EventBridge client `connect` makes when the first event is put.
+
+        Making an AWS client loads its service model (tens of milliseconds of a cold start);
+        a Lambda instance that only answers reads (EST /cacerts, status) never needs it.
+        """
+        publisher = cls(None, bus_name)
+        publisher._connect = connect
+        return publisher
 
     def publish(self, detail_type: DetailType, detail: Mapping[str, Any]) -> None:
         """Put one event; a bus outage is logged, never undoes the certificate it reports."""
@@ -151,6 +163,8 @@ class EventPublisher:
             "Resources": [],
         }
         try:
+            if self._client is None and self._connect is not None:
+                self._client = self._connect()
             response = self._client.put_events(Entries=[entry])
         except (BotoCoreError, ClientError):
             logger.exception("could not put %s event %s", detail_type.value, detail["eventId"])

@@ -57,8 +57,8 @@ def build_runtime(
     settings = Settings.load(environ.get(CONFIG_ENV))
     ca_dir = Path(environ.get(CA_DIR_ENV, DEFAULT_CA_DIR))
     router = EngineRouter({ca.id: create_engine(ca, ca_dir, environ) for ca in settings.cas})
-    publisher = EventPublisher(
-        boto3.client("events"), environ.get(EVENT_BUS.env_var, EVENT_BUS.default_name)
+    publisher = EventPublisher.connecting_on_first_event(
+        lambda: boto3.client("events"), environ.get(EVENT_BUS.env_var, EVENT_BUS.default_name)
     )
     idempotency_table = environ.get(IDEMPOTENCY.env_var, IDEMPOTENCY.default_name)
     lifecycle = Lifecycle(
