@@ -5,22 +5,24 @@ bootstrap bucket under their hashed keys, then create the stacks in dependency o
 default synthesizer's templates ask for the bootstrap version from SSM
 (/cdk-bootstrap/hnb659fds/version), so that parameter is put first, as `cdk bootstrap` does.
 
-moto's CloudFormation differs from AWS in ways the harness handles narrowly and reports:
+moto's CloudFormation differs from AWS; the template edits here are narrow and reported in
+`Deployment.adapted` (moto_service.py fixes the rest inside moto, where AWS's documented
+behaviour is clear):
 - resource types it has no model for are skipped (not created) with a warning; `deploy`
-  records them per stack and the smoke test accepts only MOTO_SKIPPED_TYPES, edge features
-  nothing in the smoke test runs through;
-- its event archives need a short explicit name and a string pattern (`adapt_archives`);
-- state machines it created are invisible to its executing Step Functions backend, so
-  `executable_state_machine` re-creates one through the API with the deployed definition
-  and role.
+  records them in `Deployment.skipped` and the smoke test accepts only MOTO_SKIPPED_TYPES,
+  edge features nothing in the smoke test runs through;
+- it rejects a whole stack when something reads an attribute of a skipped resource, so such
+  readers (a dashboard reading alarm ARNs, outputs) are dropped — never CORE_TYPES
+  (`drop_readers`);
+- its event archives need a short explicit name and a string pattern (`adapt_archives`).
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -320,13 +322,15 @@ def publish_assets(account: MotoAccount, synth: SynthesizedApp) -> list[str]:
 
 
 def _zip_folder(folder: Path) -> bytes:
-    archive_path = Path(shutil.make_archive(str(folder) + ".publish", "zip", folder))
-    try:
-        with zipfile.ZipFile(archive_path) as archive:
-            assert archive.namelist(), f"empty asset {folder}"
-        return archive_path.read_bytes()
-    finally:
-        archive_path.unlink()
+    """The folder as the CDK CLI packages it (a zip of its content); fast compression, since
+    the dependency layer is tens of MB and only this test reads it back."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(folder).as_posix())
+    assert buffer.tell(), f"empty asset {folder}"
+    return buffer.getvalue()
 
 
 @dataclass

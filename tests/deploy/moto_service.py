@@ -1,18 +1,21 @@
 """The embedded "AWS account" of the deploy smoke test: moto in server mode (run as a script).
 
 A separate process, so nothing the deployed functions do (environment, imported modules, moto's
-global backends) leaks into the pytest worker. It differs from plain `moto_server` in one way:
-moto's Lambda without docker only echoes the payload, so `invoke` is replaced by one that runs
-the deployed function for real — its deployed code package and layers unzipped from moto, its
-deployed environment, in a warm worker process (tests/deploy/lambda_worker.py) per function.
+global backends) leaks into the pytest worker. It differs from plain `moto_server` in two ways:
+- moto's Lambda without docker only echoes the payload, so `invoke` is replaced by one that
+  runs the deployed function for real — its deployed code package and layers unzipped from
+  moto, its deployed environment, in a warm worker process (tests/deploy/lambda_worker.py)
+  per function;
+- `fix_moto_gaps` makes moto's CloudFormation follow AWS where they differ (see there).
 
 Lambda unpacks layers under /opt; here each function's layers are unpacked under a folder of
-their own and environment values starting with /opt/ are rewritten to it. `--overlay` adds
-environment variables every function gets on top of its deployed ones (the smoke test passes
-the local CA folder, see docs/operations.md).
+their own and environment values starting with /opt/ are rewritten to it. Third-party packages
+come from this interpreter, not from the dependency layer (its wheels are built for arm64).
+The JSON object in env DEPLOY_SMOKE_OVERLAY adds variables every function gets on top of its
+deployed ones (the smoke test passes the local CA folder, see docs/operations.md).
 
-Usage: python moto_service.py WORKDIR OVERLAY_JSON; prints "PORT <n>" once serving; stops when
-its stdin closes (the test ended or died).
+Usage: python moto_service.py WORKDIR; prints "PORT <n>" once serving; stops when its stdin
+closes (the test ended or died).
 """
 
 from __future__ import annotations

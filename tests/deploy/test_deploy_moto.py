@@ -178,17 +178,41 @@ def test_every_stack_deploys_with_its_key_resources(deployment: Deployment) -> N
     bus = deployment.physical_id("events", resources.EVENT_BUS.logical_id, "AWS::Events::EventBus")
     assert deployment.account.client("events").describe_event_bus(Name=bus)["Name"] == bus
 
+    tables = {
+        spec.env_var: deployment.physical_id("inventory", spec.logical_id, "AWS::DynamoDB::Table")
+        for spec in resources.TABLES
+    }
     lambda_client = deployment.account.client("lambda")
-    name = _function(deployment, "api", resources.MANAGEMENT_API)
-    config = lambda_client.get_function_configuration(FunctionName=name)
-    assert config["Handler"] == resources.MANAGEMENT_API.handler
-    environment = config["Environment"]["Variables"]
-    assert environment[resources.CONFIG_ENV] == PATH_IN_LAMBDA
-    assert environment[resources.EVENT_BUS.env_var] == bus
-    for spec in resources.TABLES:
-        if spec in resources.MANAGEMENT_API.tables:
-            physical = deployment.physical_id("inventory", spec.logical_id, "AWS::DynamoDB::Table")
-            assert environment[spec.env_var] == physical
+    functions = _deployed(deployment, "AWS::Lambda::Function")
+    assert len(functions) >= len(resources.FUNCTIONS + resources.STATUS_FUNCTIONS)
+    for stack, logical_id, name in functions:
+        config = lambda_client.get_function_configuration(FunctionName=name)
+        # The handler the runtime will import exists in the code package the template names.
+        code = json.loads(deployment.synth.templates[stack].read_text())["Resources"][logical_id]
+        asset = deployment.synth.outdir / f"asset.{code['Properties']['Code']['S3Key'][:-4]}"
+        module = config["Handler"].rpartition(".")[0].replace(".", "/")
+        assert (asset / f"{module}.py").is_file(), (name, config["Handler"])
+        environment = config["Environment"]["Variables"]
+        assert environment[resources.CONFIG_ENV] == PATH_IN_LAMBDA, name
+        assert environment[resources.EVENT_BUS.env_var] == bus, name
+        named = {k: v for k, v in environment.items() if k in tables}
+        assert named == {k: tables[k] for k in named} and named, name
+        assert config.get("Layers"), f"{name} has no layers (the configuration layer)"
+
+    sfn = deployment.account.client("stepfunctions")
+    for _stack, _logical_id, arn in _deployed(deployment, "AWS::StepFunctions::StateMachine"):
+        definition = sfn.describe_state_machine(stateMachineArn=arn)["definition"]
+        assert "${" not in definition, f"{arn}: unsubstituted placeholders"
+
+
+def _deployed(deployment: Deployment, resource_type: str) -> list[tuple[str, str, str]]:
+    """(stack, logical id, physical id) of every deployed resource of a type."""
+    return [
+        (stack, logical_id, summary["PhysicalResourceId"])
+        for stack, summaries in deployment.resources.items()
+        for logical_id, summary in summaries.items()
+        if summary["ResourceType"] == resource_type
+    ]
 
 
 def _csr(folder: Path, common_name: str) -> str:
