@@ -36,8 +36,17 @@ test: lint
 bench: install
 	$(BIN)/python -m bench.run
 
-synth: install
-	$(BIN)/python app.py
+# The CDK CLI, pinned in package-lock.json, installed locally (no global npm install).
+CDK := node_modules/.bin/cdk
+$(CDK): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Templates into cdk.out/; needs no AWS credentials (stacks are environment-agnostic) and
+# runs cdk-nag (context `nag` in cdk.json). `make synth SYNTH_ARGS="-c config=my.toml"`.
+synth: install $(CDK)
+	AWS_EC2_METADATA_DISABLED=true CDK_DISABLE_CLI_TELEMETRY=true NPM_CONFIG_UPDATE_NOTIFIER=false \
+	  npx --no-install cdk synth --no-notices -q $(SYNTH_ARGS)
 
 clean:
 	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache *.egg-info

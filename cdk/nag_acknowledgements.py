@@ -79,15 +79,6 @@ def _authorized_without_cognito(resource: CfnResource) -> bool:
     ) in ("AWS_IAM", "CUSTOM", "JWT")
 
 
-def _managed_policy_role(policy: str) -> Callable[[CfnResource], bool]:
-    def matches(resource: CfnResource) -> bool:
-        return isinstance(resource, iam.CfnRole) and policy in str(
-            _resolved(resource, resource.managed_policy_arns)
-        )
-
-    return matches
-
-
 # Resource-level acknowledgements: (which resources, which findings, why).
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -175,17 +166,6 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule(
-        _managed_policy_role("AmazonAPIGatewayPushToCloudWatchLogs"),
-        (
-            _ack(
-                "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AmazonAPIGatewayPushToCloudWatchLogs]",
-                "The account-level API Gateway logging role: AWS's documented managed policy "
-                "for it; API Gateway, not certplane code, assumes it.",
-            ),
-        ),
-    ),
-    Rule(
         lambda r: isinstance(r, s3.CfnBucket) and _path(r).startswith("CertplaneStatus/"),
         (
             _ack(
@@ -239,6 +219,18 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
 )
+
+# AWS managed policies (AwsSolutions-IAM4) acceptable on a role, by policy name.
+MANAGED_POLICIES = {
+    "AmazonAPIGatewayPushToCloudWatchLogs": "The account-level API Gateway logging role: "
+    "AWS's documented managed policy for it; API Gateway, not certplane code, assumes it.",
+}
+
+# How ARNs appear in findings: as pseudo parameters in an environment-agnostic synth, as
+# literals when the CLI knows the region (feature flag enablePartitionLiterals) or account.
+PARTITION = r"(<AWS::Partition>|aws|aws-cn|aws-us-gov)"
+REGION = r"(<AWS::Region>|[a-z]{2}(-[a-z]+)+-\d)"
+ACCOUNT = r"(<AWS::AccountId>|\d{12})"
 
 # IAM wildcards (AwsSolutions-IAM5) are acknowledged finding by finding: a finding is the
 # wildcard action or resource, and it is acceptable only for the statements described here.
@@ -304,7 +296,7 @@ WILDCARDS: tuple[tuple[str, frozenset[str] | None, str], ...] = (
         "aliases (ARN:*), nothing else.",
     ),
     (
-        r"Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:.+:\*",
+        rf"Resource::arn:{PARTITION}:states:{REGION}:{ACCOUNT}:execution:.+:\*",
         frozenset(
             {"states:DescribeExecution", "states:StopExecution", "states:GetExecutionHistory"}
         ),
@@ -312,23 +304,23 @@ WILDCARDS: tuple[tuple[str, frozenset[str] | None, str], ...] = (
         "execution names are only known at run time.",
     ),
     (
-        r"Resource::arn:<AWS::Partition>:kms:[a-z0-9-]+:(<AWS::AccountId>|\d{12}):key/\*",
+        rf"Resource::arn:{PARTITION}:kms:{REGION}:{ACCOUNT}:key/\*",
         frozenset({"kms:Sign", "kms:GetPublicKey"}),
         "KMS CA key configured by alias: any key of that account and region, but only when "
         "the request names it through that alias (kms:RequestAlias condition).",
     ),
     (
-        r"Resource::arn:<AWS::Partition>:s3:::[^/]+/.*\*",
+        rf"Resource::arn:{PARTITION}:s3:::[^/]+/.*\*",
         frozenset({"s3:GetObject", "s3:PutObject"}),
         "ACME account state objects under the configured s3://bucket/prefix only.",
     ),
     (
-        r"Resource::arn:<AWS::Partition>:route53:::change/\*",
+        rf"Resource::arn:{PARTITION}:route53:::change/\*",
         frozenset({"route53:GetChange"}),
         "ACME dns-01 polls its own Route 53 change; change ids are only known at run time.",
     ),
     (
-        r"Resource::arn:<AWS::Partition>:route53:::hostedzone/\*",
+        rf"Resource::arn:{PARTITION}:route53:::hostedzone/\*",
         frozenset({"route53:ChangeResourceRecordSets"}),
         "ACME dns-01 without a configured zone (a synth warning says so): record changes are "
         "limited to _acme-challenge.* names by condition.",
@@ -443,6 +435,12 @@ def acknowledgements_for(resource: CfnResource, renderer: _Renderer) -> list[Ack
     found = [ack for rule in RULES if rule.matches(resource) for ack in rule.acknowledgements]
     if isinstance(resource, iam.CfnPolicy | iam.CfnRole):
         found += wildcard_acknowledgements(resource, renderer)
+    if isinstance(resource, iam.CfnRole):
+        for arn in _as_list(_resolved(resource, resource.managed_policy_arns) or []):
+            text = renderer.render(arn, Stack.of(resource))
+            reason = MANAGED_POLICIES.get(text.rpartition("/")[2])
+            if reason:
+                found.append(_ack(f"IAM4[Policy::{text}]", reason))
     unique: dict[str, Acknowledgement] = {}
     for ack in found:
         unique.setdefault(ack.rule_id, ack)
