@@ -103,7 +103,7 @@ class ManagementUserPool(Construct):
 
     Administrators create users (no self sign-up) and set `custom:tenant`; the app client may
     read it but not write it, so a user cannot move themselves to another tenant. TOTP MFA is
-    required. Roles come from Cognito groups (`cognito:groups`).
+    required, threat protection enforced. Roles come from Cognito groups (`cognito:groups`).
     """
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
@@ -125,6 +125,10 @@ class ManagementUserPool(Construct):
             ),
             account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
             deletion_protection=True,
+            # Plus: threat protection (compromised credentials, adaptive authentication) in
+            # full-function mode; a handful of operators costs cents a month.
+            feature_plan=cognito.FeaturePlan.PLUS,
+            standard_threat_protection_mode=cognito.StandardThreatProtectionMode.FULL_FUNCTION,
         )
         self.client = self.user_pool.add_client(
             "Cli",

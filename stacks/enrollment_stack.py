@@ -1,8 +1,10 @@
 """Enrollment front doors: the Certifier API and EST handlers behind one REST API.
 
 Each function answers the path prefixes its spec names (the same prefixes the dev front
-routes on). A custom domain with a mutual-TLS truststore (for EST client certificates) comes
-with the deployment issue; until then client certificates reach EST only through `certplane dev`.
+routes on). With context `enrollment_domain_name` (cdk/deploy_context.py) the API gets a
+custom domain with mutual TLS: API Gateway checks device certificates against the truststore
+and passes them to EST in `requestContext.identity.clientCert`; the execute-api endpoint is
+then disabled so no client can reach the doors without the TLS handshake (docs/enrollment.md).
 """
 
 from __future__ import annotations
@@ -10,14 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cdk.api_stage import logged_stage
 from cdk.concurrency import concurrency_for
+from cdk.deploy_context import EnrollmentDomain, enrollment_domain
 from cdk.deployed_config import DeployedConfig
 from cdk.handler_function import HandlerFunction
 from certplane.resources import CERTIFIER_API, EST, FunctionSpec
@@ -52,6 +57,7 @@ class EnrollmentStack(Stack):
             for spec in ENROLLMENT_FUNCTIONS
         }
         self.access_logs, stage_options = logged_stage(self)
+        self.domain_config = enrollment_domain(self)
         self.api = apigateway.RestApi(
             self,
             "Api",
@@ -62,6 +68,8 @@ class EnrollmentStack(Stack):
             cloud_watch_role=False,
             binary_media_types=["application/pkcs10", "application/pkcs7-mime"],
             deploy_options=stage_options,
+            # Behind an mTLS domain, the default endpoint would be a way around the truststore.
+            disable_execute_api_endpoint=self.domain_config is not None,
         )
         for spec in ENROLLMENT_FUNCTIONS:
             integration = apigateway.LambdaIntegration(self.handlers[spec.logical_id].function)
@@ -70,3 +78,35 @@ class EnrollmentStack(Stack):
                 for part in prefix.strip("/").split("/"):
                     resource = resource.get_resource(part) or resource.add_resource(part)
                 resource.add_proxy(default_integration=integration, any_method=True)
+        self.domain = (
+            self._mtls_domain(self.domain_config) if self.domain_config is not None else None
+        )
+
+    def _mtls_domain(self, config: EnrollmentDomain) -> apigateway.DomainName:
+        """The regional custom domain with mutual TLS, mapped to this API's stage."""
+        bucket_name, _, key = config.truststore_uri.removeprefix("s3://").partition("/")
+        domain = apigateway.DomainName(
+            self,
+            "Domain",
+            domain_name=config.domain_name,
+            certificate=acm.Certificate.from_certificate_arn(
+                self, "Certificate", config.certificate_arn
+            ),
+            endpoint_type=apigateway.EndpointType.REGIONAL,
+            security_policy=apigateway.SecurityPolicy.TLS_1_2,
+            mtls=apigateway.MTLSConfig(
+                bucket=s3.Bucket.from_bucket_name(self, "Truststore", bucket_name),
+                key=key,
+                version=config.truststore_version,
+            ),
+        )
+        domain.add_base_path_mapping(self.api, stage=self.api.deployment_stage)
+        CfnOutput(
+            self,
+            "EnrollmentDomainTarget",
+            value=domain.domain_name_alias_domain_name,
+            description=f"Point {config.domain_name} here (CNAME, or a Route 53 alias with "
+            "EnrollmentDomainZone)",
+        )
+        CfnOutput(self, "EnrollmentDomainZone", value=domain.domain_name_alias_hosted_zone_id)
+        return domain

@@ -123,6 +123,8 @@ def test_jwt_authorizer_with_created_pool(templates: dict[str, Template]) -> Non
     pool = template.find_resources("AWS::Cognito::UserPool")[pool_id]["Properties"]
     assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
     assert pool["MfaConfiguration"] == "ON"
+    assert pool["UserPoolTier"] == "PLUS"
+    assert pool["UserPoolAddOns"] == {"AdvancedSecurityMode": "ENFORCED"}
     assert any(a["Name"] == "tenant" for a in pool["Schema"])
     (client,) = template.find_resources("AWS::Cognito::UserPoolClient").values()
     # The tenant is readable by the app client but never writable by the user.
