@@ -338,7 +338,7 @@ class Deployment:
     account: MotoAccount
     synth: SynthesizedApp
     skipped: dict[str, dict[str, str]]  # stack name -> logical id -> type moto did not create
-    adapted: dict[str, list[str]]  # stack name -> edits made for moto (adapt_archives)
+    adapted: dict[str, list[str]]  # stack name -> template edits (drop_readers, adapt_archives)
     statuses: dict[str, str]  # stack name -> final status
     resources: dict[str, dict[str, dict[str, str]]]  # stack -> logical id -> summary
 
@@ -353,6 +353,17 @@ class Deployment:
         ]
         assert len(found) == 1, f"{stack}: {logical_prefix}* {resource_type}: {found}"
         return found[0]
+
+    def report(self) -> str:
+        """Per stack: its status, what moto did not create and what the harness edited."""
+        lines = []
+        for stack in self.synth.order:
+            lines.append(f"{stack}: {self.statuses.get(stack, 'not attempted')}")
+            skipped = sorted(set(self.skipped.get(stack, {}).values()))
+            if skipped:
+                lines.append(f"  not created: {', '.join(skipped)}")
+            lines += [f"  edited: {edit}" for edit in self.adapted.get(stack, [])]
+        return "\n".join(lines)
 
 
 def deploy(account: MotoAccount, synth: SynthesizedApp) -> Deployment:

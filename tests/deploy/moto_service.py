@@ -24,6 +24,8 @@ import hashlib
 import io
 import json
 import os
+import select
+import shutil
 import subprocess
 import sys
 import threading
@@ -54,7 +56,7 @@ class FunctionRuntime:
         root = workdir / f"{function.function_name}-{function.code_digest[:12]}"
         code_dir, opt_dir = root / "task", root / "opt"
         _unzip(function.code_bytes, code_dir)
-        opt_dir.mkdir(parents=True)
+        opt_dir.mkdir(parents=True, exist_ok=True)
         for layer in layers:  # in order: a later layer's files win, as in Lambda
             _overlay(layer, opt_dir)
         environment = {name: os.environ[name] for name in INHERITED if name in os.environ}
@@ -89,6 +91,7 @@ class FunctionRuntime:
             cwd=code_dir,
         )
         self.lock = threading.Lock()
+        self.hang_seconds = max(60, 3 * int(function.timeout))
 
     def invoke(self, event: Any) -> dict[str, Any]:
         request = {"event": event, "request_id": str(uuid.uuid4()), "function_arn": self.arn}
@@ -96,10 +99,19 @@ class FunctionRuntime:
             assert self.process.stdin is not None and self.process.stdout is not None
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
-            line = self.process.stdout.readline()
+            # A hang guard, not Lambda's timeout: a slow shared CI machine must not fail here.
+            ready, _, _ = select.select([self.process.stdout], [], [], self.hang_seconds)
+            line = self.process.stdout.readline() if ready else ""
         if not line:
-            return {"error": {"errorType": "Runtime.ExitError", "errorMessage": "worker died"}}
+            self.process.kill()  # the next invocation starts a fresh environment
+            self.process.wait()
+            reason = "worker timed out" if not ready else "worker died"
+            return {"error": {"errorType": "Runtime.ExitError", "errorMessage": reason}}
         return json.loads(line)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def stop(self) -> None:
         if self.process.stdin is not None:
@@ -149,7 +161,7 @@ class DeployedFunctions:
     def runtime(self, backend: LambdaSimpleBackend, function: LambdaFunction) -> FunctionRuntime:
         key = f"{function.function_arn}@{function.code_digest}"
         with self.lock:
-            if key not in self.runtimes:
+            if key not in self.runtimes or not self.runtimes[key].alive:
                 layers = [self._layer(backend, layer["Arn"]) for layer in function.layers]
                 self.runtimes[key] = FunctionRuntime(function, layers, self.workdir)
             return self.runtimes[key]
@@ -183,8 +195,12 @@ class DeployedFunctions:
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
 
     def stop(self) -> None:
+        """Stop the workers; drop the unzipped packages (tens of MB each), keep their logs."""
         for runtime in self.runtimes.values():
             runtime.stop()
+        unzipped = [self.workdir / "layers", *self.workdir.glob("*/task")]
+        for folder in unzipped + list(self.workdir.glob("*/opt")):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def fix_moto_gaps() -> None:

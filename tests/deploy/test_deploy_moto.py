@@ -157,6 +157,7 @@ def bus_tap(deployment: Deployment, api: Api) -> BusTap:
 
 
 def test_every_stack_deploys_with_its_key_resources(deployment: Deployment) -> None:
+    print(deployment.report())  # shown with -rP, and with any failure below
     assert deployment.statuses == dict.fromkeys(deployment.synth.order, "CREATE_COMPLETE")
     assert set(deployment.synth.stacks.values()) == set(deployment.synth.order)
     for stack, skipped in deployment.skipped.items():
