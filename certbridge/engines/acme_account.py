@@ -83,11 +83,13 @@ class SecretSource:
         return value
 
     def _secret_string(self, secret_id: str) -> str:
-        import boto3  # only deployments that keep secrets in Secrets Manager need a client
         from botocore.exceptions import BotoCoreError, ClientError
 
+        # only deployments that keep secrets in Secrets Manager need a client
+        from certbridge.aws_session import engine_client
+
         try:
-            client = boto3.client("secretsmanager")
+            client = engine_client("secretsmanager")
             return client.get_secret_value(SecretId=secret_id)["SecretString"]
         except (ClientError, BotoCoreError, KeyError) as error:
             raise AccountSetupError(

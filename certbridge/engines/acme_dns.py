@@ -43,10 +43,11 @@ class Route53Provider:
         """`hosted_zone_id` pins one zone (and saves the ListHostedZonesByName permission);
         without it the zone is the longest public zone whose name ends the record's."""
         if client is None:
-            import boto3
             from botocore.config import Config
 
-            client = boto3.client("route53", config=Config(connect_timeout=5, read_timeout=15))
+            from certbridge.aws_session import engine_client
+
+            client = engine_client("route53", config=Config(connect_timeout=5, read_timeout=15))
         self._client = client
         self._zone_id = hosted_zone_id
         self._ttl = ttl

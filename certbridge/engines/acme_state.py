@@ -86,12 +86,13 @@ class S3State:
     access). The account key is encrypted before it is uploaded, whatever the bucket does."""
 
     def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
-        import boto3  # only deployments that keep ACME state in S3 need a client
+        # only deployments that keep ACME state in S3 need a client
+        from certbridge.aws_session import engine_client
 
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.location = f"s3://{bucket}/{self.prefix}"
-        self._client = client if client is not None else boto3.client("s3")
+        self._client = client if client is not None else engine_client("s3")
 
     def _key(self, name: str) -> str:
         return self.prefix + name

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
+from certbridge.aws_session import engine_client
 from certbridge.certificates import (
     CA_BACKDATE,
     ISSUING_VALIDITY,
@@ -199,7 +199,7 @@ def make_kms_client(
         read_timeout=read_timeout,
         retries={"mode": "standard", "max_attempts": max_attempts},
     )
-    return boto3.client("kms", region_name=region, endpoint_url=endpoint_url, config=config)
+    return engine_client("kms", region_name=region, endpoint_url=endpoint_url, config=config)
 
 
 def load_chain(

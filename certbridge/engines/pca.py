@@ -25,7 +25,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -35,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
 
+from certbridge.aws_session import engine_client
 from certbridge.interface import (
     Capabilities,
     IssuedCertificate,
@@ -424,7 +424,7 @@ class Backoff:
 
 def _default_client(region: str) -> Any:
     """A client that does not retry by itself: the engine's own backoff is the only one."""
-    return boto3.client(
+    return engine_client(
         "acm-pca",
         region_name=region,
         config=Config(

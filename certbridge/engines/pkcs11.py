@@ -95,11 +95,13 @@ def read_pin(
 
 
 def _secret_string(secret_id: str) -> str:
-    import boto3  # only deployments that keep the PIN in Secrets Manager need it
     from botocore.exceptions import BotoCoreError, ClientError
 
+    # only deployments that keep the PIN in Secrets Manager need it
+    from certbridge.aws_session import engine_client
+
     try:
-        return boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+        return engine_client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
     except (ClientError, BotoCoreError, KeyError) as error:
         raise PermanentEngineError(f"cannot read the PIN secret {secret_id}: {error}") from None
 

@@ -81,11 +81,13 @@ def read_secret(
 
 
 def _secrets_manager(what: str, secret_id: str) -> str:
-    import boto3  # only deployments that keep the secret in Secrets Manager need it
     from botocore.exceptions import BotoCoreError, ClientError
 
+    # only deployments that keep the secret in Secrets Manager need it
+    from certbridge.aws_session import engine_client
+
     try:
-        return boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+        return engine_client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
     except (ClientError, BotoCoreError, KeyError) as error:
         raise PermanentEngineError(f"cannot read the {what} secret {secret_id}: {error}") from None
 
