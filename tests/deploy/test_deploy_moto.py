@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,21 +47,26 @@ SWEEP_LOGICAL_ID = "RenewalSweepStateMachine"
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    work = tmp_path_factory.mktemp("deploy")
-    ca_dir = work / "ca"
-    # The local CA engine refuses to create keys inside Lambda (each instance has its own
-    # /tmp); the CAs are made here, once, and every function gets their folder.
+def ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The configured local CAs, made here: the local CA engine refuses to create keys inside
+    Lambda (each instance has its own /tmp), so every function is given this folder."""
+    folder = tmp_path_factory.mktemp("ca")
     for ca in Settings.load().cas:
         if ca.engine == "local":
-            options = dict(ca.options)
-            create_local_ca(ca_dir / ca.id, ca.name or f"certplane {ca.id}", **options)
+            create_local_ca(folder / ca.id, ca.name or f"certplane {ca.id}", **dict(ca.options))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory, ca_dir: Path) -> Iterator[Deployment]:
+    work = tmp_path_factory.mktemp("deploy")
     synth = synthesize(work / "cdk.out")
     account = MotoAccount(work / "account", overlay={resources.CA_DIR_ENV: str(ca_dir)})
     try:
         yield deploy(account, synth)
     finally:
         account.stop()
+        shutil.rmtree(synth.outdir, ignore_errors=True)  # the dependency layer alone is ~70 MB
 
 
 @dataclass
@@ -97,7 +104,7 @@ def api(deployment: Deployment) -> Api:
     # by a process holding the deployed function's environment: same table, same code.
     token = subprocess.run(
         [
-            str(Path(__import__("sys").executable)),
+            sys.executable,
             "-c",
             "from certplane.auth import CredentialStore; "
             f"print(CredentialStore().create_token({TENANT!r}, 'deploy-smoke-admin'))",
@@ -240,7 +247,9 @@ def _csr(folder: Path, common_name: str) -> str:
     return csr.read_text()
 
 
-def test_issuance_through_the_deployed_api(api: Api, bus_tap: BusTap, tmp_path: Path) -> None:
+def test_issuance_through_the_deployed_api(
+    api: Api, bus_tap: BusTap, ca_dir: Path, tmp_path: Path
+) -> None:
     status, issued = api.call(
         "POST",
         "/v1/certificates",
@@ -249,24 +258,14 @@ def test_issuance_through_the_deployed_api(api: Api, bus_tap: BusTap, tmp_path: 
     assert status == 201, issued
     assert issued["status"] == "ISSUED"
 
-    leaf, chain = tmp_path / "leaf.pem", issued["chain_pem"]
+    leaf, chain = tmp_path / "leaf.pem", tmp_path / "chain.pem"
     leaf.write_text(issued["certificate_pem"])
-    certificates = chain.split("-----END CERTIFICATE-----")
-    root = tmp_path / "root.pem"
-    root.write_text(certificates[-2].strip() + "\n-----END CERTIFICATE-----\n")
-    untrusted = tmp_path / "untrusted.pem"
-    untrusted.write_text(chain)
+    chain.write_text(issued["chain_pem"])
+    # Trusted: the root the test created, not whatever the function returned.
+    root = ca_dir / Settings.load().profiles_by_name["device"].route[0] / "root.pem"
+    command = ["openssl", "verify", "-x509_strict", "-CAfile", str(root), "-untrusted", str(chain)]
     verified = subprocess.run(
-        [
-            "openssl",
-            "verify",
-            "-x509_strict",
-            "-CAfile",
-            str(root),
-            "-untrusted",
-            str(untrusted),
-            str(leaf),
-        ],
+        [*command, str(leaf)],
         capture_output=True,
         text=True,
     )
