@@ -277,14 +277,17 @@ def test_dashboard_shows_issuance_latency_errors_dlqs_and_crl_age(watched: Synth
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
     for needle in (
         CERTIFICATES_ISSUED,
-        '\\\\"p99\\\\"',
+        "p99",
         "Latency",
+        "5XXError",
         "Errors",
         "ApproximateNumberOfMessagesVisible",
         OLDEST_CRL_AGE,
-        "alarm",
+        CRL_PUBLISH_FAILURES,
     ):
-        assert needle.replace("\\\\", "\\") in body or needle in body, needle
+        assert needle in body, needle
+    for alarm_id in watched.resources("AWS::CloudWatch::Alarm", "monitoring"):
+        assert f'"{alarm_id}", "Arn"' in body, alarm_id  # in the alarm status widget
     for spec in (MANAGEMENT_API, CERTIFIER_API, EST):
         assert spec.environment["POWERTOOLS_SERVICE_NAME"] in body
 
