@@ -21,6 +21,7 @@ from cdk import nag_acknowledgements
 from cdk.deployed_config import DeployedConfig
 from certplane.resources import EST, STATUS_BUCKET
 from stacks.api_stack import ManagementApiStack
+from stacks.certbridge_stack import CertBridgeStack
 from stacks.enrollment_stack import EnrollmentStack
 from stacks.events_stack import EventsStack
 from stacks.integrations_stack import IntegrationsStack
@@ -89,6 +90,8 @@ def build_app(app: cdk.App) -> dict[str, cdk.Stack]:
         stacks["integrations"] = IntegrationsStack(
             app, "CertplaneIntegrations", bus=events.bus, config=config, env=env
         )
+    # After every stack with signing functions: its role trusts exactly their roles.
+    stacks["certbridge"] = CertBridgeStack(app, "CertplaneCertBridge", config=config, env=env)
     # Last: it watches every stack above (and depends on them, never the reverse).
     stacks["monitoring"] = MonitoringStack(
         app,

@@ -1,8 +1,15 @@
-"""The IAM permissions the configured CA engines need, granted to the functions that sign.
+"""The IAM permissions the configured CA engines need, held by the CertBridge role alone.
 
 Read from the same `Settings` the functions load: each `[[cas]]` entry's engine and options
-decide exactly which keys, private CAs, secrets, S3 prefixes and hosted zones the signing
-functions (`FunctionSpec.signs`) may touch. Nothing else gets any of it.
+decide exactly which keys, private CAs, secrets, S3 prefixes and hosted zones the CertBridge
+signing role (stacks/certbridge_stack.py) may touch. Functions that sign
+(`FunctionSpec.signs`) get none of it: `grant_to` lets them assume that role (and names it in
+CERTPLANE_CERTBRIDGE_ROLE_ARN, which `certbridge.aws_session` reads), and records their roles
+for the CertBridge role's trust policy.
+
+The CertBridge role has a name derived from the region, so a function stack can name its ARN
+without referencing the CertBridge stack: only the CertBridge stack refers to the function
+roles (its trust policy), and CloudFormation stays free of cycles.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from certbridge.aws_session import ROLE_ENV
 from certbridge.engines import ENGINE_TYPES
 from certbridge.engines.pca import (
     _NAMED_TEMPLATES,
@@ -37,6 +45,21 @@ PCA_CA_ACTIONS = (
 # pre-hashes only larger ones (DIGEST for ECDSA/RSA, EXTERNAL_MU for ML-DSA); see engines/kms.py.
 KMS_MESSAGE_TYPES = ("RAW", "DIGEST", "EXTERNAL_MU")
 ACME_CHALLENGE_RECORDS = "_acme-challenge.*"
+
+# The construct id of the CertBridge stack in the app (app.py builds it under this id).
+CERTBRIDGE_STACK_ID = "CertplaneCertBridge"
+
+
+def certbridge_role_name() -> str:
+    """`CertplaneCertBridge-signer-<region>`: one per account and region, known everywhere."""
+    return f"{CERTBRIDGE_STACK_ID}-signer-{Aws.REGION}"
+
+
+def certbridge_role_arn(scope: Construct) -> str:
+    return Stack.of(scope).format_arn(
+        service="iam", region="", resource="role", resource_name=certbridge_role_name()
+    )
+
 
 _ARN = re.compile(
     r"^arn:(?P<partition>[^:]+):(?P<service>[^:]+):(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)$"
@@ -77,6 +100,7 @@ class EngineGrants(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
         super().__init__(scope, construct_id)
         self.settings = settings
+        self.clients: list[iam.IRole] = []
         self.statements: list[iam.PolicyStatement] = [
             statement for ca in settings.cas for statement in self._statements(ca)
         ]
@@ -90,9 +114,32 @@ class EngineGrants(Construct):
             return existing
         return cls(stack, "EngineGrants", settings=settings)
 
-    def grant_to(self, function: lambda_.IFunction) -> None:
-        for statement in self.statements:
-            function.add_to_role_policy(statement)
+    def grant_to(self, function: lambda_.Function) -> None:
+        """Let `function` assume the CertBridge role (only that) and tell it the role's ARN."""
+        if Stack.of(self).node.root.node.try_find_child(CERTBRIDGE_STACK_ID) is not None:
+            raise ValueError(
+                "the CertBridge stack is already built: build it after every stack with "
+                f"signing functions, or {function.node.path} cannot assume its role"
+            )
+        role_arn = certbridge_role_arn(self)
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="AssumeCertBridge", actions=["sts:AssumeRole"], resources=[role_arn]
+            )
+        )
+        function.add_environment(ROLE_ENV, role_arn)
+        if function.role is not None:
+            self.clients.append(function.role)
+
+    @staticmethod
+    def clients_in(scope: Construct) -> list[iam.IRole]:
+        """The roles of every signing function in the app, over all stacks."""
+        return [
+            role
+            for construct in scope.node.root.node.find_all()
+            if isinstance(construct, EngineGrants)
+            for role in construct.clients
+        ]
 
     # -- per engine ---------------------------------------------------------------------
 

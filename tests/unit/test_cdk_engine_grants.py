@@ -1,9 +1,10 @@
-"""The configuration drives the stacks: each configured CA engine's IAM grants, exactly.
+"""The configuration drives the CertBridge role: each configured CA engine's IAM grants, exactly.
 
 One synth (about 5 s) of the whole app from a temporary TOML (context `config`) naming a KMS
 key by ARN and by alias, a Private CA, an ACME CA (S3 state, Route 53, secrets) and a PKCS#11
-CA, plus a probe function that does not sign. The signing functions' roles must hold exactly
-the statements those engines need; no other role may hold any of them.
+CA, plus a probe function that does not sign. The CertBridge role must hold exactly the
+statements those engines need and trust exactly the signing functions' roles; those roles may
+only assume it, and no other role may hold any engine permission.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +22,9 @@ from app import build_app, create_app
 from cdk.deployed_config import DeployedConfig
 from cdk.engine_grants import PCA_CA_ACTIONS, EngineGrants
 from cdk.handler_function import HandlerFunction
+from certbridge.aws_session import ROLE_ENV
 from certplane.config import Settings
-from certplane.resources import FUNCTIONS, OCSP, STATUS_FUNCTIONS
+from certplane.resources import FUNCTIONS, OCSP, STATUS_FUNCTIONS, WORKFLOW_FUNCTIONS
 
 KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 KEY_ALIAS = "alias/certplane-issuing"
@@ -78,7 +81,8 @@ engine = "pkcs11"
 module = "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so"
 pin_secret = "{PIN_SECRET_ARN}"
 """
-SIGNING = tuple(spec for spec in FUNCTIONS + STATUS_FUNCTIONS if spec.signs)
+SIGNING = tuple(spec for spec in FUNCTIONS + STATUS_FUNCTIONS + WORKFLOW_FUNCTIONS if spec.signs)
+CERTBRIDGE = "CertplaneCertBridge"
 # A function that does not sign: it must get none of the engines' permissions.
 PROBE = dataclasses.replace(OCSP, logical_id="Probe", handler="lambdas.probe.handler", signs=False)
 ENGINE_SERVICES = ("kms", "acm-pca", "secretsmanager", "route53", "s3")
@@ -145,8 +149,8 @@ def _engine_triples(statement: dict[str, Any]) -> set[Triple]:
             text = _dump(resource)
             if service == "kms" and "Fn::ImportValue" in text:
                 continue  # a table's own key
-            if service == "s3" and "Fn::GetAtt" in text:
-                continue  # the status bucket
+            if service == "s3" and ("Fn::GetAtt" in text or "Fn::ImportValue" in text):
+                continue  # the status bucket (its own stack's, or imported)
             triples.add((action, text, _dump(statement.get("Condition"))))
     return triples
 
@@ -241,33 +245,109 @@ def test_pca_templates_are_the_ones_the_engine_chooses() -> None:
     assert sorted(granted) == sorted(PCA_TEMPLATES)
 
 
-def test_signing_functions_get_exactly_the_engines_permissions(synth: Synth) -> None:
-    expected = _expected(synth)
+def _certbridge_role(synth: Synth) -> tuple[str, dict[str, Any]]:
+    (found,) = [
+        (logical_id, resource["Properties"])
+        for logical_id, resource in synth.templates[CERTBRIDGE]["Resources"].items()
+        if resource["Type"] == "AWS::IAM::Role"
+    ]
+    return found
+
+
+def _certbridge_arn(synth: Synth) -> Any:
+    """The CertBridge role's ARN as a function stack names it (from the name, no import)."""
+    return synth.resolve(
+        f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/CertplaneCertBridge-signer-{Aws.REGION}"
+    )
+
+
+def test_certbridge_role_holds_exactly_the_engines_permissions(synth: Synth) -> None:
+    role_id, role = _certbridge_role(synth)
+    assert role["RoleName"] == synth.resolve(f"CertplaneCertBridge-signer-{Aws.REGION}")
+    statements = _statements_by_role(synth)[(CERTBRIDGE, role_id)]
+    granted = set().union(*(_engine_triples(s) for s in statements))
+    assert granted == _expected(synth), granted ^ _expected(synth)
+    # Nothing but the engines' statements (no logs, no tables): it only signs.
+    services = {a.split(":")[0] for s in statements for a in _as_list(s["Action"])}
+    assert services <= set(ENGINE_SERVICES)
+
+
+def _exports(synth: Synth) -> dict[str, tuple[str, str]]:
+    """Export name -> (stack, role logical id) for every exported role ARN."""
+    exports = {}
+    for stack, template in synth.templates.items():
+        for output in template.get("Outputs", {}).values():
+            value = output["Value"]
+            if "Export" in output and "Fn::GetAtt" in value and value["Fn::GetAtt"][1] == "Arn":
+                exports[output["Export"]["Name"]] = (stack, value["Fn::GetAtt"][0])
+    return exports
+
+
+def test_certbridge_trusts_exactly_the_signing_functions_roles(synth: Synth) -> None:
+    _, role = _certbridge_role(synth)
+    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Action"] == "sts:AssumeRole" and statement["Effect"] == "Allow"
+    assert set(statement["Principal"]) == {"AWS"}
+    exports = _exports(synth)
+    trusted = {exports[p["Fn::ImportValue"]] for p in _as_list(statement["Principal"]["AWS"])}
     roles = _function_roles(synth)
+    signing = {role for role, handler in roles.items() if handler in {s.handler for s in SIGNING}}
+    assert trusted == signing
+    assert {roles[role] for role in trusted} == {spec.handler for spec in SIGNING}
+
+
+def test_signing_functions_may_only_assume_the_certbridge_role(synth: Synth) -> None:
+    arn = _certbridge_arn(synth)
     by_role = _statements_by_role(synth)
     signing_handlers = {spec.handler for spec in SIGNING}
     seen = set()
-    for role, handler in roles.items():
-        if handler not in signing_handlers:
-            continue
-        seen.add(handler)
-        granted = set().union(*(_engine_triples(s) for s in by_role[role]))
-        assert granted == expected, (handler, granted ^ expected)
+    for stack, template in synth.templates.items():
+        for resource in template["Resources"].values():
+            if resource["Type"] != "AWS::Lambda::Function":
+                continue
+            props = resource["Properties"]
+            role = (stack, props["Role"]["Fn::GetAtt"][0])
+            statements = by_role[role]
+            assumes = [s for s in statements if "sts:AssumeRole" in _as_list(s["Action"])]
+            env = props.get("Environment", {}).get("Variables", {})
+            assert not set().union(set(), *(_engine_triples(s) for s in statements)), role
+            if props["Handler"] in signing_handlers:
+                seen.add(props["Handler"])
+                (assume,) = assumes
+                assert assume["Action"] == "sts:AssumeRole" and assume["Resource"] == arn
+                assert env[ROLE_ENV] == arn
+            else:
+                assert not assumes and ROLE_ENV not in env, role
+            sts = {a for s in statements for a in _as_list(s["Action"]) if a.startswith("sts:")}
+            assert sts <= {"sts:AssumeRole"}
     assert seen == signing_handlers
 
 
 def test_no_other_role_holds_any_engine_permission(synth: Synth) -> None:
     roles = _function_roles(synth)
-    signing_handlers = {spec.handler for spec in SIGNING}
-    others = [
-        role for role in _statements_by_role(synth) if roles.get(role) not in signing_handlers
-    ]
+    certbridge_role = (CERTBRIDGE, _certbridge_role(synth)[0])
+    others = [role for role in _statements_by_role(synth) if role != certbridge_role]
     assert any(roles.get(role) == PROBE.handler and role[0] == "CertplaneProbe" for role in others)
-    assert len(others) >= 3  # the probe, the scheduler role, the API Gateway CloudWatch role
+    assert len(others) >= 3 + len(SIGNING)  # the probe, scheduler and API Gateway roles too
     by_role = _statements_by_role(synth)
     for role in others:
         leaked = set().union(set(), *(_engine_triples(s) for s in by_role[role]))
         assert not leaked, (role, leaked)
+
+
+def test_a_signing_function_built_after_the_certbridge_stack_is_refused(tmp_path: Path) -> None:
+    app = create_app(outdir=str(tmp_path))
+    stacks = build_app(app)
+    late = Stack(app, "Late")
+    with pytest.raises(ValueError, match="CertBridge stack is already built"):
+        HandlerFunction(
+            late,
+            "LateSigner",
+            spec=dataclasses.replace(PROBE, signs=True),
+            tables=stacks["inventory"].tables,  # type: ignore[attr-defined]
+            bus=stacks["events"].bus,  # type: ignore[attr-defined]
+            config=DeployedConfig.load(),
+        )
 
 
 def test_pkcs11_and_local_engines_are_flagged_at_synth(synth: Synth) -> None:

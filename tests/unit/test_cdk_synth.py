@@ -344,6 +344,9 @@ def test_function_policy_is_least_privilege(synth: Synth, function: FunctionSpec
                 elif service == "s3":
                     assert target == status_objects, f"{action} on {target}"
                     s3_objects.add(action)
+                elif service == "sts":  # the CertBridge role: test_cdk_engine_grants.py
+                    assert function.signs and action == "sts:AssumeRole", f"{action} on {target}"
+                    assert "CertplaneCertBridge-signer-" in target, target
                 elif service == "logs":
                     assert target == own_logs, f"{action} on {target}"
                     logs.add(action)
