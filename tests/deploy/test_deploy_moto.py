@@ -27,6 +27,7 @@ from certbridge.engines.local import create_local_ca
 from certplane import resources
 from certplane.config import Settings
 from certplane.dev.front import proxy_event
+from certplane.events import validate_detail
 from tests.deploy.harness import (
     CORE_TYPES,
     MOTO_SKIPPED_TYPES,
@@ -139,6 +140,7 @@ class BusTap:
                     detail_type,
                     certificate_id,
                 ):
+                    validate_detail(detail_type, event["detail"])  # the published schema
                     return event
         raise AssertionError(f"no {detail_type!r} for {certificate_id} on the bus; saw {seen}")
 
