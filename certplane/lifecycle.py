@@ -10,21 +10,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import (
-    BasePersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
@@ -40,6 +31,7 @@ from certbridge.interface import IssuedCertificate, crl_signer, revoke_at_ca
 from certplane.config import Profile, Settings
 from certplane.errors import CertplaneError, Conflict, RequestRejected, ServiceUnavailable
 from certplane.events import DetailType, EventPublisher, build_detail, certificate_summary
+from certplane.idempotency import RunOnce
 from certplane.inventory import CertificateRecord, Inventory
 from certplane.metrics import CERTIFICATES_ISSUED, MetricsSink, NoMetrics
 from certplane.model import (
@@ -62,6 +54,9 @@ from certplane.policy import (
 )
 from certplane.status.state import mark_dirty
 from certplane.status.urls import crl_shard, status_extensions, status_urls
+
+if TYPE_CHECKING:
+    from certplane.idempotency import StoreSource
 
 logger = logging.getLogger(__name__)
 MAX_DEVICE_ID_LENGTH = 128
@@ -135,7 +130,7 @@ class Lifecycle:
         inventory: Inventory,
         router: EngineRouter,
         publisher: EventPublisher,
-        idempotency_store: BasePersistenceLayer | Callable[[], BasePersistenceLayer] | None = None,
+        idempotency_store: StoreSource | None = None,
         metrics: MetricsSink | None = None,
     ) -> None:
         self.settings = settings
@@ -144,25 +139,17 @@ class Lifecycle:
         self.router = router
         self.publisher = publisher
         self._engine_types = {ca.id: ca.engine for ca in settings.cas}
-        self._idempotency_store = idempotency_store
-        self._run_once: Callable[..., dict[str, Any]] | None = None
         self._status_urls = status_urls(settings)
-        self._idempotency_config: IdempotencyConfig | None = None
-        if idempotency_store is not None:
-            self._idempotency_config = IdempotencyConfig(
-                event_key_jmespath="[tenant, idempotency_key]",
-                payload_validation_jmespath=(
-                    "[operation, profile, csr, reference, validity_days, subject_override,"
-                    " san_override, device_id, owner, tags]"
-                ),
-                expires_after_seconds=settings.idempotency_ttl_seconds,
-                raise_on_no_idempotency_key=True,
-            )
+        self._run_once = (
+            None
+            if idempotency_store is None
+            else RunOnce(self._execute, idempotency_store, settings.idempotency_ttl_seconds)
+        )
 
     def bind_lambda_context(self, context: Any) -> None:
         """Let an in-progress idempotency record expire with the invocation that wrote it."""
-        if self._idempotency_config is not None:
-            self._idempotency_config.register_lambda_context(context)
+        if self._run_once is not None:
+            self._run_once.bind_lambda_context(context)
 
     # -- public operations ----------------------------------------------------------------
 
@@ -249,42 +236,14 @@ class Lifecycle:
 
     def _dispatch(self, operation: str, request: dict[str, Any]) -> CertificateRecord:
         payload = {"operation": operation, "reference": None, "profile": None, **request}
-        if not payload.get("idempotency_key") or self._idempotency_config is None:
+        if not payload.get("idempotency_key") or self._run_once is None:
             result = self._execute(payload)
         else:
-            try:
-                result = self._idempotent_execute()(request=payload)
-            except IdempotencyValidationError:
-                raise Conflict(
-                    "idempotency_key_reused",
-                    "this idempotency key was already used for a different request",
-                ) from None
-            except IdempotencyAlreadyInProgressError:
-                raise Conflict(
-                    "idempotency_in_progress",
-                    "a request with this idempotency key is still in progress; retry shortly",
-                ) from None
+            result = self._run_once(payload)
         record = self.inventory.get(result["tenant"], int(result["serial"], 16))
         if record is None:  # pragma: no cover - the record was written before the result
             raise CertplaneError("inventory_inconsistent", "the issued record is missing")
         return record
-
-    def _idempotent_execute(self) -> Callable[..., dict[str, Any]]:
-        """_execute behind Powertools idempotency, wrapped at the first request with a key.
-
-        A store given as a factory is created only then, with its AWS client: the EST and
-        Certifier doors never send keys, so their cold starts skip it.
-        """
-        if self._run_once is None:
-            store = self._idempotency_store
-            if not isinstance(store, BasePersistenceLayer):
-                store = store()  # type: ignore[misc]
-            self._run_once = idempotent_function(
-                data_keyword_argument="request",
-                persistence_store=store,
-                config=self._idempotency_config,
-            )(self._execute)
-        return self._run_once
 
     def _execute(self, request: dict[str, Any]) -> dict[str, Any]:
         """Run one issue or renew; returns a JSON-safe reference to the resulting record."""

@@ -10,9 +10,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+import botocore.session
 
 from certbridge import CAEngine, EngineRouter
 from certbridge.engines import engine_class
@@ -23,6 +23,9 @@ from certplane.inventory import Inventory
 from certplane.lifecycle import Lifecycle
 from certplane.metrics import MetricsSink
 from certplane.resources import CA_DIR_ENV, CONFIG_ENV, EVENT_BUS, IDEMPOTENCY
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer
 
 DEFAULT_CA_DIR = "/tmp/certplane/ca"
 
@@ -50,6 +53,19 @@ def create_engine(
     return engine_type(registration.id, **options)
 
 
+def _events_client() -> Any:
+    """An EventBridge client from botocore, which pynamodb loads anyway (boto3 is not needed)."""
+    return botocore.session.get_session().create_client("events")
+
+
+def _idempotency_store(table_name: str) -> BasePersistenceLayer:
+    # Imported here: Powertools' idempotency package brings boto3, s3transfer and
+    # multiprocessing, which only requests with an idempotency key need (certplane.idempotency).
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    return DynamoDBPersistenceLayer(table_name=table_name)
+
+
 def build_runtime(
     environ: Mapping[str, str] = os.environ, metrics: MetricsSink | None = None
 ) -> Runtime:
@@ -58,7 +74,7 @@ def build_runtime(
     ca_dir = Path(environ.get(CA_DIR_ENV, DEFAULT_CA_DIR))
     router = EngineRouter({ca.id: create_engine(ca, ca_dir, environ) for ca in settings.cas})
     publisher = EventPublisher.connecting_on_first_event(
-        lambda: boto3.client("events"), environ.get(EVENT_BUS.env_var, EVENT_BUS.default_name)
+        _events_client, environ.get(EVENT_BUS.env_var, EVENT_BUS.default_name)
     )
     idempotency_table = environ.get(IDEMPOTENCY.env_var, IDEMPOTENCY.default_name)
     lifecycle = Lifecycle(
@@ -68,7 +84,7 @@ def build_runtime(
         publisher,
         # Created with its DynamoDB client at the first request that carries an idempotency
         # key: the EST and Certifier doors never send one, so their cold start skips it.
-        lambda: DynamoDBPersistenceLayer(table_name=idempotency_table),
+        lambda: _idempotency_store(idempotency_table),
         metrics,
     )
     return Runtime(settings=settings, lifecycle=lifecycle, credentials=CredentialStore())

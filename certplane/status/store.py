@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
 STATUS_BUCKET_ENV = "CERTPLANE_STATUS_BUCKET"
@@ -26,7 +25,14 @@ class StatusStore:
 
     def __init__(self, bucket: str | None = None, client: Any = None) -> None:
         self.bucket = bucket or os.environ.get(STATUS_BUCKET_ENV, STATUS_BUCKET_DEFAULT)
-        self._client = client or boto3.client("s3")
+        if client is None:
+            # Imported here: every handler loads this module for the bucket's name (through
+            # certplane.resources), only the status Lambdas talk to S3, and botocore alone
+            # (which pynamodb loads anyway) is a fifth of boto3's import.
+            import boto3
+
+            client = boto3.client("s3")
+        self._client = client
 
     def put(self, key: str, data: bytes, max_age: int) -> None:
         self._client.put_object(

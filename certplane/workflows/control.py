@@ -11,8 +11,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import boto3
-
 from certplane.errors import Conflict, ServiceUnavailable
 from certplane.resources import StateMachineSpec
 
@@ -27,6 +25,10 @@ class WorkflowControl:
     @property
     def client(self) -> Any:
         if self._client is None:
+            # Imported at first use: the EST door loads this module for approval-gated
+            # profiles, and boto3 (with s3transfer) would add to every cold start.
+            import boto3
+
             self._client = boto3.client("stepfunctions")
         return self._client
 

@@ -30,8 +30,17 @@ UNCONFIGURED_ENGINES = (
     "pkcs11",
 )
 SCHEMA_VALIDATION = ("jsonschema", "referencing", "rpds")
+# botocore is loaded by pynamodb; boto3 (with s3transfer and multiprocessing) only by what
+# talks to S3 or Step Functions, or keeps idempotency records, at first use.
+BOTO3_AND_IDEMPOTENCY = (
+    "boto3",
+    "s3transfer",
+    "multiprocessing",
+    "aws_lambda_powertools.utilities.idempotency",
+)
 ENROLLMENT = ("lambdas.est", "lambdas.certifier_api")
-ALL_CORE_HANDLERS = (*ENROLLMENT, "lambdas.management_api", "lambdas.ocsp", "lambdas.crl_publisher")
+API_HANDLERS = (*ENROLLMENT, "lambdas.management_api")
+ALL_CORE_HANDLERS = (*API_HANDLERS, "lambdas.ocsp", "lambdas.crl_publisher")
 
 # Run in the child: import the handler, then report the modules and AWS clients it created.
 PROBE = """
@@ -91,6 +100,13 @@ def test_handlers_load_no_schema_validator_engine_or_tooling_they_do_not_use(mod
     assert _loaded(modules, SCHEMA_VALIDATION) == []
     assert _loaded(modules, UNCONFIGURED_ENGINES) == []
     assert _loaded(modules, NEVER_IN_A_HANDLER) == []
+
+
+@pytest.mark.parametrize("module", API_HANDLERS)
+def test_api_handlers_load_boto3_and_idempotency_only_when_used(module, tmp_path):
+    modules = _cold_import(module, tmp_path)["modules"]
+    assert "botocore" in modules and "pynamodb" in modules
+    assert _loaded(modules, BOTO3_AND_IDEMPOTENCY) == []
 
 
 @pytest.mark.parametrize("module", ENROLLMENT)
