@@ -45,5 +45,9 @@ class NoMetrics:
 def handler_metrics(environ: Mapping[str, str] = os.environ) -> Metrics | NoMetrics:
     """Powertools `Metrics` inside Lambda; `NoMetrics` elsewhere (`certplane dev`)."""
     if "AWS_LAMBDA_FUNCTION_NAME" in environ:
-        return Metrics(namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE") or NAMESPACE)
+        # The `service` dimension is the function's POWERTOOLS_SERVICE_NAME: alarms select by it.
+        return Metrics(
+            namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE") or NAMESPACE,
+            service=environ.get("POWERTOOLS_SERVICE_NAME"),
+        )
     return NoMetrics()

@@ -26,6 +26,7 @@ from certplane.metrics import (
     NoMetrics,
     handler_metrics,
 )
+from certplane.resources import CRL_PUBLISHER
 from certplane.status.crl import crl_age_alarm_seconds
 from tests.conftest import CsrFactory, LifecycleFactory
 from tests.service.test_status import Status, status  # noqa: F401 (the fixture)
@@ -141,3 +142,26 @@ def test_handler_metrics_only_inside_lambda() -> None:
     assert none.log_metrics(handler) is handler
     assert none.log_metrics(capture_cold_start_metric=True)(handler) is handler
     none.add_metric(name=CERTIFICATES_ISSUED, unit="Count", value=1)  # type: ignore[arg-type]
+
+
+def test_lambda_metrics_carry_the_namespace_and_service_alarms_select(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    service = CRL_PUBLISHER.environment["POWERTOOLS_SERVICE_NAME"]
+    recorder = handler_metrics(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": "CertplaneStatus-CrlPublisher",
+            "POWERTOOLS_METRICS_NAMESPACE": "certplane",
+            "POWERTOOLS_SERVICE_NAME": service,
+        }
+    )
+    assert isinstance(recorder, Metrics)
+    recorder.clear_metrics()
+    recorder.add_metric(name=OLDEST_CRL_AGE, unit="Seconds", value=12)
+    capsys.readouterr()
+    recorder.flush_metrics()
+    document = json.loads(capsys.readouterr().out)
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "certplane"
+    assert directive["Dimensions"] == [["service"]]
+    assert document["service"] == service and document[OLDEST_CRL_AGE] in (12.0, [12.0])

@@ -239,6 +239,10 @@ def test_engine_unavailable_rule_has_a_target_and_an_alarm(watched: Synth) -> No
 
 def test_crl_age_and_failure_alarms(watched: Synth) -> None:
     service = CRL_PUBLISHER.environment["POWERTOOLS_SERVICE_NAME"]
+    # What the deployed publisher emits with (certplane.metrics.handler_metrics).
+    variables = watched.function(CRL_PUBLISHER.handler)["Environment"]["Variables"]
+    assert variables["POWERTOOLS_SERVICE_NAME"] == service
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == NAMESPACE
     by_name = {a.get("MetricName"): a for a in watched.alarms.values()}
     age = by_name[OLDEST_CRL_AGE]
     assert age["Namespace"] == NAMESPACE
