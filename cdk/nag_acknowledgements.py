@@ -238,6 +238,13 @@ ACCOUNT = r"(<AWS::AccountId>|\d{12})"
 # and the reason.
 WILDCARDS: tuple[tuple[str, frozenset[str] | None, str], ...] = (
     (
+        r"Resource::arn:(<AWS::Partition>|aws[a-z-]*):states:(<AWS::Region>|[a-z0-9-]+):"
+        r"(<AWS::AccountId>|\d{12}):execution:<(RenewalSweep|BulkOperation)StateMachine\.Name>/\*",
+        frozenset({"states:DescribeExecution", "states:StopExecution"}),
+        "A distributed Map's child executions of its own state machine (cdk/state_machine.py): "
+        "their names are generated per map run, so only the machine's name can be fixed.",
+    ),
+    (
         r"Resource::\*",
         frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
         "X-Ray trace upload (Lambda active tracing): these actions have no resource-level "

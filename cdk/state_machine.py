@@ -2,14 +2,15 @@
 
 The definition is the spec's JSONPath ASL (the same text `certplane dev` creates in moto), with
 each step function's ARN filled in through DefinitionSubstitutions. The role may invoke only
-those functions (plus what logging and X-Ray need, which CDK adds).
+those functions (plus what logging and X-Ray need, which CDK adds) and, for a distributed Map,
+start, describe and stop its own child executions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import ArnFormat, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -18,6 +19,7 @@ from constructs import Construct
 
 from certplane.config import WorkflowSettings
 from certplane.resources import StateMachineSpec
+from certplane.workflows.definitions import uses_distributed_map
 
 
 def logical_id_of(spec: StateMachineSpec) -> str:
@@ -74,3 +76,33 @@ class CertplaneStateMachine(Construct):
         cfn = self.state_machine.node.default_child
         assert isinstance(cfn, sfn.CfnStateMachine)
         cfn.override_logical_id(logical_id_of(spec))
+        if uses_distributed_map(spec.definition(settings)):
+            self._allow_child_executions()
+
+    def _allow_child_executions(self) -> None:
+        """A distributed Map starts, watches and stops child executions of its own machine.
+
+        A policy of its own (not the role's default policy, which the machine depends on),
+        since it names the machine: that keeps CloudFormation free of a cycle.
+        """
+        machine = self.state_machine
+        executions = Stack.of(self).format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{machine.state_machine_name}/*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        iam.Policy(
+            self,
+            "ChildExecutions",
+            roles=[self.role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["states:StartExecution"], resources=[machine.state_machine_arn]
+                ),
+                iam.PolicyStatement(
+                    actions=["states:DescribeExecution", "states:StopExecution"],
+                    resources=[executions],
+                ),
+            ],
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_lambda as lambda_
@@ -22,6 +22,9 @@ from certplane.resources import (
     STATE_MACHINES,
     WORKFLOW_FUNCTIONS,
 )
+
+# A step handles a page of certificates (each may be signed); no API Gateway bounds it.
+STEP_TIMEOUT = Duration.minutes(5)
 
 
 class WorkflowsStack(Stack):
@@ -48,6 +51,7 @@ class WorkflowsStack(Stack):
                 bus=bus,
                 config=config,
                 buckets=buckets,
+                timeout=STEP_TIMEOUT,
             )
             for spec in WORKFLOW_FUNCTIONS
         }

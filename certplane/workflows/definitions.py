@@ -65,6 +65,25 @@ def _step(
     return task
 
 
+def _distributed(start_at: str, states: dict[str, Any]) -> dict[str, Any]:
+    """A Map processor whose iterations are child executions: their events do not count
+    toward the parent's 25,000-event history, so a sweep or bulk operation of a large fleet
+    does not run out of history (an inline Map would after a few thousand certificates)."""
+    return {
+        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+        "StartAt": start_at,
+        "States": states,
+    }
+
+
+def uses_distributed_map(definition: dict[str, Any]) -> bool:
+    """True when a Map state runs child executions (its role must be allowed to start them)."""
+    return any(
+        state.get("ItemProcessor", {}).get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED"
+        for state in definition["States"].values()
+    )
+
+
 def _loop(variable: str, again: str, done: str) -> dict[str, Any]:
     return {
         "Type": "Choice",
@@ -75,15 +94,14 @@ def _loop(variable: str, again: str, done: str) -> dict[str, Any]:
 
 def renewal_sweep(settings: WorkflowSettings, function: str) -> dict[str, Any]:
     """Plan the tenants, sweep each one's expiry window page by page, then sum up."""
-    per_tenant = {
-        "ProcessorConfig": {"Mode": "INLINE"},
-        "StartAt": "SweepPage",
-        "States": {
+    per_tenant = _distributed(
+        "SweepPage",
+        {
             "SweepPage": _step(function, "sweep_page", settings, next_state="MorePages"),
             "MorePages": _loop("$.done", "SweepPage", "TenantSwept"),
             "TenantSwept": {"Type": "Succeed"},
         },
-    }
+    )
     return {
         "Comment": "certplane renewal sweep: Certificate Expiring / Expired, auto-renewal",
         "StartAt": "Plan",
@@ -169,10 +187,9 @@ def approval_issuance(settings: WorkflowSettings, function: str) -> dict[str, An
 
 def bulk_operation(settings: WorkflowSettings, function: str) -> dict[str, Any]:
     """Select a page of certificates, revoke or reissue each (Map), repeat, then summarize."""
-    per_certificate = {
-        "ProcessorConfig": {"Mode": "INLINE"},
-        "StartAt": "Apply",
-        "States": {
+    per_certificate = _distributed(
+        "Apply",
+        {
             "Apply": _step(
                 function,
                 "apply",
@@ -181,7 +198,7 @@ def bulk_operation(settings: WorkflowSettings, function: str) -> dict[str, Any]:
             ),
             "Count": _step(function, "count_failure", settings),
         },
-    }
+    )
     return {
         "Comment": "certplane bulk revoke / reissue with progress",
         "StartAt": "Select",

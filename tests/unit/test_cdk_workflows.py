@@ -23,6 +23,7 @@ from certplane.resources import (
     WORKFLOW_FUNCTIONS,
     StateMachineSpec,
 )
+from certplane.workflows.definitions import uses_distributed_map
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,13 @@ def _statements(resources: dict[str, Any], role_id: str) -> list[dict[str, Any]]
     ]
 
 
+CHILD_EXECUTION_ACTIONS = {
+    "states:StartExecution",
+    "states:DescribeExecution",
+    "states:StopExecution",
+}
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -97,6 +105,14 @@ def test_role_may_invoke_only_its_step_functions(
                 assert action == "lambda:InvokeFunction"
                 for target in _as_list(statement["Resource"]):
                     invoked.add(json.dumps(target))
+            elif action.startswith("states:"):  # a distributed Map's own child executions
+                assert uses_distributed_map(spec.definition(Settings.load().workflows))
+                assert action in CHILD_EXECUTION_ACTIONS, action
+                targets = json.dumps(statement["Resource"])
+                assert logical_id_of(spec) in targets, targets
+                assert all(
+                    logical_id_of(other) not in targets for other in STATE_MACHINES if other != spec
+                )
             else:  # what Step Functions logging and X-Ray need, nothing else
                 assert action.startswith(("logs:", "xray:")), action
     assert invoked and all(any(f in target for f in mine) for target in invoked)
@@ -187,3 +203,28 @@ def test_est_may_start_only_the_approval_workflow(synth: dict[str, Any]) -> None
     ]
     assert [action for action, _ in granted] == ["states:StartExecution"]
     assert logical_id_of(APPROVAL_WORKFLOW) in granted[0][1]
+
+
+def test_sweep_and_bulk_run_their_maps_as_child_executions(synth: dict[str, Any]) -> None:
+    """An inline Map's iterations fill the parent's 25,000-event history; these scale."""
+    settings = Settings.load().workflows
+    distributed = {
+        s.logical_id for s in STATE_MACHINES if uses_distributed_map(s.definition(settings))
+    }
+    assert distributed == {"RenewalSweep", "BulkOperation"}
+    resources = _resources(synth, "workflows")
+    for spec in STATE_MACHINES:
+        role_id = resources[logical_id_of(spec)]["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+        actions = {
+            action
+            for statement in _statements(resources, role_id)
+            for action in _as_list(statement["Action"])
+        }
+        assert (actions >= CHILD_EXECUTION_ACTIONS) == (spec.logical_id in distributed)
+
+
+@pytest.mark.parametrize("spec", WORKFLOW_FUNCTIONS, ids=lambda s: s.logical_id)
+def test_step_functions_have_time_for_a_page(synth: dict[str, Any], spec) -> None:
+    function = _resources(synth, "workflows")[_function_ids(synth)[spec.logical_id]]
+    assert function["Properties"]["Timeout"] == 300
+    assert function["Properties"]["Handler"] == spec.handler
