@@ -74,11 +74,19 @@ class ManagementApiStack(Stack):
         self.api.root.add_method("ANY", **_options(guarded))
         self.api.root.add_proxy(any_method=True, default_method_options=guarded)
         # ...except the public paths, which the function also lets through unauthenticated.
+        # A static parent they need (/v1) would shadow /{proxy+} for its other children, so it
+        # gets its own guarded {proxy+}.
         for path in sorted(PUBLIC_PATHS):
             resource = self.api.root
-            for part in path.strip("/").split("/"):
-                resource = resource.get_resource(part) or resource.add_resource(part)
-            resource.add_method("GET", authorization_type=apigateway.AuthorizationType.NONE)
+            for part in path.strip("/").split("/")[:-1]:
+                parent = resource.get_resource(part)
+                if parent is None:
+                    parent = resource.add_resource(part)
+                    parent.add_proxy(any_method=True, default_method_options=guarded)
+                resource = parent
+            resource.add_resource(path.rsplit("/", 1)[-1]).add_method(
+                "GET", authorization_type=apigateway.AuthorizationType.NONE
+            )
 
     def _method_options(self, auth: ManagementAuth) -> apigateway.MethodOptions | None:
         if auth.mode is AuthMode.IAM:

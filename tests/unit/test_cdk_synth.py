@@ -390,7 +390,7 @@ def test_api_proxies_every_route_to_the_function_with_access_logs(synth: Synth) 
         "AWS::ApiGateway::Method",
         {"Properties": {"HttpMethod": "ANY", "Integration": {"Type": "AWS_PROXY"}}},
     )
-    assert len(proxy_methods) == 2  # "/" and "/{proxy+}"
+    assert len(proxy_methods) == 3  # "/", "/{proxy+}" and "/v1/{proxy+}" (test_cdk_api_auth.py)
     for method in proxy_methods.values():
         assert function_id in json.dumps(method["Properties"]["Integration"]["Uri"])
     template.has_resource_properties(
