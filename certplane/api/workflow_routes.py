@@ -15,9 +15,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from certplane.auth import Principal
-from certplane.errors import NotFound
+from certplane.errors import NotFound, RequestRejected
 from certplane.lifecycle import IssueRequest
-from certplane.resources import RENEWAL_SWEEP
+from certplane.model import REVOCATION_REASONS
+from certplane.resources import RENEWAL_SWEEP, REVOCATION_WORKFLOW, StateMachineSpec
 from certplane.runtime import Runtime
 from certplane.workflows.approval import Approvals, approval_view
 from certplane.workflows.bulk import BulkOperations, bulk_view
@@ -33,6 +34,13 @@ class DecisionBody(_Body):
 
     decision: Literal["approve", "deny"]
     reason: str | None = Field(default=None, max_length=500)
+
+
+class RevocationBody(_Body):
+    """Revoke one certificate through the revocation workflow (CRL published at once)."""
+
+    reference: str = Field(min_length=1, max_length=128, description="certificate id or serial")
+    reason: str = Field(default="unspecified", min_length=1, max_length=64)
 
 
 class BulkBody(_Body):
@@ -104,6 +112,35 @@ def register(
     def get_bulk(operation_id: str) -> dict[str, Any]:
         return bulk_view(workflows.bulk.get(principal().tenant, operation_id))
 
+    @app.post("/v1/revocations")
+    def start_revocation(body: RevocationBody) -> tuple[dict[str, Any], int]:
+        """Revoke and regenerate the CRL now (the revocation workflow), not at the next minute."""
+        caller = principal()
+        if body.reason not in REVOCATION_REASONS:
+            raise RequestRejected("invalid_reason", f"unknown revocation reason {body.reason!r}")
+        record = workflows.runtime.lifecycle.get(caller.tenant, body.reference)  # 404 early
+        name = f"revocation-{caller.tenant}-{uuid.uuid4().hex[:12]}"
+        payload = {
+            "tenant": caller.tenant,
+            "reference": record.serial,
+            "reason": body.reason,
+            "requester": caller.name,
+        }
+        workflows.control.start(REVOCATION_WORKFLOW, name, payload)
+        return {"name": name, "status": "RUNNING", "serial": record.serial}, 202
+
+    @app.get("/v1/revocations/<name>")
+    def get_revocation(name: str) -> dict[str, Any]:
+        return _execution(REVOCATION_WORKFLOW, "revocation", name)
+
+    def _execution(spec: StateMachineSpec, kind: str, name: str) -> dict[str, Any]:
+        if not name.startswith(f"{kind}-{principal().tenant}-") or len(name) > 80:
+            raise NotFound(f"{kind}_not_found", f"no {kind} {name} in this tenant")
+        try:
+            return workflows.control.describe(spec, name)
+        except workflows.control.client.exceptions.ExecutionDoesNotExist:
+            raise NotFound(f"{kind}_not_found", f"no {kind} {name} in this tenant") from None
+
     @app.post("/v1/sweeps")
     def start_sweep() -> tuple[dict[str, Any], int]:
         tenant = principal().tenant
@@ -113,9 +150,4 @@ def register(
 
     @app.get("/v1/sweeps/<name>")
     def get_sweep(name: str) -> dict[str, Any]:
-        if not name.startswith(f"sweep-{principal().tenant}-") or len(name) > 80:
-            raise NotFound("sweep_not_found", f"no sweep {name} in this tenant")
-        try:
-            return workflows.control.describe(RENEWAL_SWEEP, name)
-        except workflows.control.client.exceptions.ExecutionDoesNotExist:
-            raise NotFound("sweep_not_found", f"no sweep {name} in this tenant") from None
+        return _execution(RENEWAL_SWEEP, "sweep", name)

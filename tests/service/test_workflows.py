@@ -612,6 +612,24 @@ def test_management_api_workflow_routes(
     assert outsider.call("GET", f"/v1/bulk/{operation['id']}")[0] == 404
     assert [o["id"] for o in client.call("GET", "/v1/bulk")[1]["items"]] == [operation["id"]]
 
+    revoked = workflows.issue(name="api-revoked")
+    status, revocation = client.call(
+        "POST", "/v1/revocations", {"reference": revoked.serial, "reason": "keyCompromise"}
+    )
+    assert status == 202 and revocation["name"].startswith("revocation-default-")
+    deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS
+    while revocation["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        revocation = client.call("GET", f"/v1/revocations/{revocation['name']}")[1]
+    assert revocation["status"] == "SUCCEEDED" and revocation["output"]["serial"] == revoked.serial
+    assert _record(revoked.serial).status == "REVOKED"
+    assert outsider.call("POST", "/v1/revocations", {"reference": revoked.serial})[0] == 404
+    assert outsider.call("GET", f"/v1/revocations/{revocation['name']}")[0] == 404
+    assert client.call("POST", "/v1/revocations", {"reference": "zz"})[0] == 400
+    bad_reason = {"reference": revoked.serial, "reason": "bored"}
+    assert client.call("POST", "/v1/revocations", bad_reason)[0] == 400
+
     status, sweep = client.call("POST", "/v1/sweeps")
     assert status == 202 and sweep["name"].startswith("sweep-default-")
     assert outsider.call("GET", f"/v1/sweeps/{sweep['name']}")[0] == 404
