@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -345,6 +346,14 @@ def test_revocation_workflow_publishes_the_crl_listing_the_serial(workflows: Wor
     )
     assert _record(record.serial).status == "REVOKED"
     assert "Certificate Revoked" in _types(workflows.events())
+    listed = subprocess.run(
+        ["openssl", "crl", "-inform", "DER", "-noout", "-text"],
+        input=found[0],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    # openssl prints the serial in upper-case hex, padded to whole octets
+    assert re.search(rf"Serial Number: 0?{int(record.serial, 16):X}\n", listed), listed
 
 
 def test_revocation_workflow_fails_for_a_certificate_already_revoked(workflows: Workflows) -> None:
@@ -634,3 +643,36 @@ def test_management_api_workflow_routes(
     assert status == 202 and sweep["name"].startswith("sweep-default-")
     assert outsider.call("GET", f"/v1/sweeps/{sweep['name']}")[0] == 404
     assert client.call("GET", "/v1/sweeps/sweep-default-unknown")[0] == 404
+
+
+def test_undecided_request_times_out_and_fails(workflows: Workflows, config_path: Path) -> None:
+    """`approval_timeout_seconds` (1 s here; the template's machine waits a minute)."""
+    from certplane.config import Settings
+
+    settings = Settings.load(config_path).workflows.model_copy(
+        update={"approval_timeout_seconds": 1}
+    )
+    text = APPROVAL_WORKFLOW.definition_text(settings)
+    function = workflows.sfn.describe_state_machine(
+        stateMachineArn=workflows.machines["ApprovalIssuance"]
+    )["definition"]
+    arn = json.loads(function)["States"]["AwaitDecision"]["Parameters"]["FunctionName"]
+    machine = workflows.sfn.create_state_machine(
+        name="approval-short-timeout",
+        definition=text.replace("${ApprovalSteps}", arn),
+        roleArn=workflows.sfn.describe_state_machine(
+            stateMachineArn=workflows.machines["ApprovalIssuance"]
+        )["roleArn"],
+    )["stateMachineArn"]
+    control = WorkflowControl(workflows.sfn, {APPROVAL_WORKFLOW.env_var: machine})
+    approvals = Approvals(workflows.lifecycle, control)
+    item = _submitted(workflows, approvals, "gated-late")
+    workflows.events()
+    execution = workflows.wait(item.execution_arn)
+    assert execution["status"] == "FAILED" and execution.get("error") == "Denied"
+    late = approvals.get("default", item.item_id)
+    assert late.status == "FAILED" and late.failure["code"] == "approval_timed_out"
+    failures = [d for t, d in workflows.events() if t == "Certificate Issuance Failed"]
+    assert [f["failure"]["code"] for f in failures] == ["approval_timed_out"]
+    with pytest.raises(Conflict):
+        approvals.decide("default", item.item_id, "approve", "bob", None)
