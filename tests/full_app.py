@@ -8,7 +8,9 @@ the default stacks. Synthesized once per test process (about 5-10 s, 0.5 GB).
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,13 +96,17 @@ class FullSynth:
 
 
 @functools.cache
-def full_synth() -> FullSynth:
-    """Synthesize (with the AwsSolutions checks) into a fresh folder; cached per process."""
+def full_synth(context: tuple[tuple[str, str], ...] = ()) -> FullSynth:
+    """Synthesize (with the AwsSolutions checks) into a fresh folder; cached per process.
+
+    `context` adds CDK context (deployment variants such as `management_auth=jwt`).
+    """
     folder = Path(tempfile.mkdtemp(prefix="certplane-full-synth-"))
+    atexit.register(shutil.rmtree, folder, True)  # the test process keeps it to the end
     config = folder / "certplane.toml"
     config.write_text(DeployedConfig.load().text + EVERY_ENGINE_AND_CONNECTOR)
     outdir = folder / "cdk.out"
-    app = create_app(outdir=str(outdir), context={"config": str(config)})
+    app = create_app(outdir=str(outdir), context={"config": str(config), **dict(context)})
     stacks = build_app(app)
     acknowledged = nag_acknowledgements.apply(app)
     error = None

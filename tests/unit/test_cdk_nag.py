@@ -40,6 +40,29 @@ def test_no_unacknowledged_aws_solutions_findings(synth: FullSynth) -> None:
     assert synth.error is None, synth.error
 
 
+# Deployment choices made with CDK context add resources of their own (a Cognito user pool,
+# IAM authorization, an mTLS custom domain, an external alarm topic): each must pass too.
+VARIANTS = {
+    "jwt-created-pool": (("management_auth", "jwt"),),
+    "iam": (("management_auth", "iam"),),
+    "mtls-domain": (
+        ("enrollment_domain_name", "enroll.example.com"),
+        ("enrollment_certificate_arn", "arn:aws:acm:eu-west-1:111122223333:certificate/abcd-1234"),
+        ("enrollment_truststore_uri", "s3://certplane-trust/truststore.pem"),
+        ("alarm_topic_arn", "arn:aws:sns:eu-west-1:111122223333:ops"),
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_deployment_variants_pass_too(variant: str) -> None:
+    synth = full_synth(VARIANTS[variant])
+    violations = _violations(synth)
+    assert not violations, "\n".join(" ".join(v) for v in violations)
+    assert synth.error is None, synth.error
+    assert len(synth.templates) >= 8
+
+
 def test_the_checks_ran_and_acknowledgements_reached_the_templates(synth: FullSynth) -> None:
     # write_suppressions_to_cloud_formation copies each acknowledgement into the resource's
     # Metadata: proof that the AwsSolutions pack ran and saw them, and an audit trail.
