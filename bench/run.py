@@ -1,6 +1,7 @@
-"""`python -m bench.run [--quick]` (or `make bench`): run every measurement, write
-bench/results.json, print a table. `--quick` shrinks every size for a smoke run; its numbers
-are not the published ones.
+"""`python -m bench.run [--quick] [--e2e-seconds S]` (or `make bench`): run every measurement,
+write bench/results.json, print a table. `--quick` shrinks every size for a smoke run and skips
+the cost model and the end-to-end run (`--e2e-seconds 5` adds a short one); its numbers are not
+the published ones.
 
 Nothing here asserts a time: machines differ, so the numbers are recorded and compared by
 people (docs/performance.md), and the ratios are measured side by side in one run.
@@ -9,6 +10,7 @@ people (docs/performance.md), and the ratios are measured side by side in one ru
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -23,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import imports, renewal, signing, status
+from bench import cost, e2e, imports, renewal, signing, status
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 # Issue 8's goals, shown next to the measurement (never asserted).
@@ -31,6 +33,11 @@ GOALS = {
     "engine_vs_raw_sign_ratio": "≥ 0.6",
     "renewal_discovery_scale_ratio": "≤ 1.5",
     "import_ms.lambdas.est": "≤ 300",
+    "e2e_certs_per_s": "≥ 231",
+    "e2e_p99_ms": "≤ 250",
+    "e2e_errors": "0",
+    "e2e_events_missing": "0",
+    "e2e_records_missing": "0",
 }
 
 
@@ -48,10 +55,13 @@ class Sizes:
     ocsp_rounds: int
     import_repeats: int
     import_handlers: tuple[str, ...] = imports.HANDLERS
+    e2e_seconds: float = 60.0  # 0 skips the end-to-end run (it starts `certplane dev`)
+    cost_samples: int = 20  # 0 skips the cost model's measured issuance run
 
 
 FULL = Sizes(2000, 7, 500, 50, 5, (10_000, 100_000), 2000, 5, 5)
-QUICK = Sizes(50, 2, 20, 4, 1, (10, 100), 20, 1, 1)
+# The smoke run stays in process; `--e2e-seconds 5` adds a short end-to-end run to it.
+QUICK = Sizes(50, 2, 20, 4, 1, (10, 100), 20, 1, 1, e2e_seconds=0.0, cost_samples=0)
 
 
 def measurements(sizes: Sizes) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
@@ -64,6 +74,16 @@ def measurements(sizes: Sizes) -> list[tuple[str, Callable[[], dict[str, Any]]]]
         ("CRL shards", lambda: status.measure_crl(sizes.crl_sizes)),
         ("OCSP", lambda: status.measure_ocsp(sizes.ocsp_requests, sizes.ocsp_rounds)),
         ("handler imports", lambda: imports.measure(sizes.import_repeats, sizes.import_handlers)),
+        *(
+            [("cost per million certificates", lambda: cost.measure(sizes.cost_samples))]
+            if sizes.cost_samples > 0
+            else []
+        ),
+        *(
+            [("end to end against certplane dev", lambda: e2e.measure(sizes.e2e_seconds))]
+            if sizes.e2e_seconds > 0
+            else []
+        ),
     ]
 
 
@@ -86,6 +106,11 @@ def run(sizes: Sizes, console: Console | None = None) -> dict[str, Any]:
         if console is not None:
             console.log(f"measuring {label}…")
         results.update(measure())
+    if results.get("e2e_certs_per_s") and results.get("engine_certs_per_s"):
+        # Same run, same machine: how much of the bare engine's rate survives the whole path.
+        results["e2e_vs_engine_ratio"] = round(
+            results["e2e_certs_per_s"] / results["engine_certs_per_s"], 4
+        )
     return results
 
 
@@ -106,7 +131,7 @@ def table(results: dict[str, Any]) -> Table:
     view.add_column("value", justify="right")
     view.add_column("goal", justify="right")
     for name, value in flatten(results):
-        if name.startswith("environment."):
+        if name.startswith(("environment.", "cost_assumptions.")):
             continue
         number = isinstance(value, int | float) and not isinstance(value, bool)
         view.add_row(name, f"{value:,}" if number else str(value), GOALS.get(name, ""))
@@ -117,9 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON")
+    parser.add_argument(
+        "--e2e-seconds", type=float, help="end-to-end run length (full: 60, quick: 0 = skip)"
+    )
     args = parser.parse_args(argv)
     console = Console(stderr=True)
-    results = run(QUICK if args.quick else FULL, console)
+    sizes = QUICK if args.quick else FULL
+    if args.e2e_seconds is not None:
+        sizes = dataclasses.replace(sizes, e2e_seconds=args.e2e_seconds)
+    results = run(sizes, console)
     document = {"quick": args.quick, "environment": environment(), **results}
     args.output.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     Console().print(table(document))

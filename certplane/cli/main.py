@@ -15,6 +15,7 @@ from rich.table import Table
 
 from certplane.cli.client import ApiClient, ApiError, Connection
 from certplane.cli.events import app as events_app
+from certplane.cli.simulate import simulate
 from certplane.cli.workflows import approvals_app, bulk_app, sweep
 from certplane.dev.home import default_home
 from certplane.model import REVOCATION_REASONS
@@ -26,6 +27,7 @@ app.add_typer(events_app, name="events", help="Connector DLQs and event replay (
 app.add_typer(bulk_app, name="bulk")
 app.add_typer(approvals_app, name="approvals")
 app.command("sweep")(sweep)
+app.command("simulate")(simulate)
 console = Console()
 errors = Console(stderr=True)
 

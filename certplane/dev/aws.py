@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import threading
 from typing import Any
 
 import boto3
@@ -17,6 +19,50 @@ MOTO_CONFIG = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
 }
+
+
+def _cache_jsonpath_parsing() -> None:
+    """moto's EventBridge parses eight JSONPath expressions for every event and target, and
+    jsonpath_ng builds a new parser (yacc tables) each time: about a third of an issuance's
+    cost in `certplane dev`. Parsed expressions are immutable, so they are cached."""
+    import jsonpath_ng.ext  # moto[events]'s dependency, imported by moto on first use too
+
+    if not hasattr(jsonpath_ng.ext.parse, "cache_info"):
+        jsonpath_ng.ext.parse = functools.lru_cache(maxsize=1024)(jsonpath_ng.ext.parse)
+
+
+_QUERYING = threading.local()
+
+
+def _query_without_presort() -> None:
+    """moto's `Table.query` filters `all_items()`, which first sorts the WHOLE table by key
+    with Python comparisons: O(n log n) per Query, most of an enrollment's time once the
+    inventory holds a few thousand certificates. Query sorts what it keeps afterwards, by the
+    index key and then the table's unique key (a total order), so during a Query the items
+    are handed over unsorted; the results are the same. Scans keep the sorted order."""
+    from moto.dynamodb.models.table import Table
+
+    if getattr(Table.query, "certplane_unsorted", False):
+        return
+    sorted_items, query = Table.all_items, Table.query
+
+    def all_items(self: Table) -> list[Any]:
+        if not getattr(_QUERYING, "active", False):
+            return sorted_items(self)
+        if self.range_key_attr:
+            return [item for by_range in self.items.values() for item in by_range.values()]
+        return list(self.items.values())
+
+    def unsorted_query(self: Table, *args: Any, **kwargs: Any) -> Any:
+        _QUERYING.active = True
+        try:
+            return query(self, *args, **kwargs)
+        finally:
+            _QUERYING.active = False
+
+    unsorted_query.certplane_unsorted = True  # type: ignore[attr-defined]
+    Table.all_items = all_items  # type: ignore[method-assign]
+    Table.query = unsorted_query  # type: ignore[method-assign]
 
 
 def dev_environment() -> dict[str, str]:
@@ -42,10 +88,14 @@ class EmbeddedAws:
         os.environ.update(dev_environment())
         self._mock = mock_aws(config=MOTO_CONFIG)
         self.tap_queue_url: str | None = None
+        self._sqs: Any = None
 
     def start(self) -> None:
+        _cache_jsonpath_parsing()
+        _query_without_presort()
         self._mock.start()
         self._provision()
+        self._sqs = boto3.client("sqs")  # one client: creating one costs more than a call
 
     def stop(self) -> None:
         self._mock.stop()
@@ -88,7 +138,7 @@ class EmbeddedAws:
 
     def drain_event_tap(self) -> list[dict[str, Any]]:
         """Take every event the tap queue holds (EventBridge envelopes, oldest first)."""
-        sqs = boto3.client("sqs")
+        sqs = self._sqs
         drained: list[dict[str, Any]] = []
         while True:
             messages = sqs.receive_message(QueueUrl=self.tap_queue_url, MaxNumberOfMessages=10).get(
@@ -105,3 +155,5 @@ class EmbeddedAws:
                     for i, m in enumerate(messages)
                 ],
             )
+            if len(messages) < 10:  # moto returns all it holds: the queue is empty now
+                return drained

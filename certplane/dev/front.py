@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
 import ssl
 import time
 import uuid
@@ -178,6 +179,9 @@ class DevHttpServer(ThreadingHTTPServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Handshake in the worker thread, so a silent client cannot stall the accept loop."""
         request.settimeout(CONNECTION_TIMEOUT_SECONDS)
+        # Headers and body leave in separate writes; with Nagle's algorithm the second waits
+        # for the client's delayed ACK (~40 ms per response on a keep-alive connection).
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls is not None:
             try:
                 request = self.tls.wrap_socket(request, server_side=True)
