@@ -5,6 +5,10 @@ not for the synthesizing machine: `pip install --platform ... --only-binary=:all
 aarch64 manylinux wheels (cryptography, pydantic-core, ...) on any host. Its asset hash is the
 pinned requirement list plus the target platform, so a synth with unchanged pins reuses the
 staged asset, and the pip output is cached on disk so test suites do not download per synth.
+
+Transitive dependencies are pinned too: to the versions installed where the synth runs (the
+environment the tests ran in), as pip constraints that are part of the hash. What was tested
+is what ships, and the same hash always means the same packages.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling, Stack
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON_VERSION = "3.12"
@@ -49,6 +56,17 @@ LAYOUT_VERSION = "1"
 # Only the required fallback of `BundlingOptions`: local bundling always succeeds or raises.
 FALLBACK_IMAGE = "public.ecr.aws/sam/build-python3.12:latest-arm64"
 
+# The Lambda runtime, for evaluating dependency markers (`; python_version < "3.13"`, ...).
+TARGET_ENVIRONMENT = {
+    "python_version": PYTHON_VERSION,
+    "python_full_version": f"{PYTHON_VERSION}.0",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "aarch64",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$")
 
 
@@ -80,7 +98,38 @@ def runtime_requirements(pyproject: Path = REPO_ROOT / "pyproject.toml") -> tupl
     return tuple(sorted(pins.values()))
 
 
-def pip_arguments(requirements: tuple[str, ...], target: Path) -> list[str]:
+def installed_constraints(requirements: tuple[str, ...]) -> tuple[str, ...]:
+    """`name==version` for every distribution `requirements` pull in on the Lambda runtime, as
+    installed in this environment; distributions not installed here are left to pip."""
+    pins: dict[str, str] = {}
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    todo = [Requirement(requirement) for requirement in requirements]
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        key = (name, tuple(sorted(requirement.extras)))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            distribution = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        pins[name] = distribution.version
+        extras = sorted(requirement.extras) or [""]
+        for text in distribution.requires or []:
+            dependency = Requirement(text)
+            marker = dependency.marker
+            if marker is None or any(
+                marker.evaluate({**TARGET_ENVIRONMENT, "extra": extra}) for extra in extras
+            ):
+                todo.append(dependency)
+    return tuple(f"{name}=={version}" for name, version in sorted(pins.items()))
+
+
+def pip_arguments(
+    requirements: tuple[str, ...], target: Path, constraints: Path | None = None
+) -> list[str]:
     """The pip command line that installs `requirements` for the Lambda runtime into `target`."""
     platforms = [arg for tag in PLATFORMS for arg in ("--platform", tag)]
     return [
@@ -99,12 +148,14 @@ def pip_arguments(requirements: tuple[str, ...], target: Path) -> list[str]:
         "cp",
         "--target",
         str(target),
+        *(["--constraint", str(constraints)] if constraints else []),
         *requirements,
     ]
 
 
-def assets_hash(requirements: tuple[str, ...]) -> str:
-    text = "\n".join([LAYOUT_VERSION, PYTHON_VERSION, *PLATFORMS, *requirements])
+def assets_hash(requirements: tuple[str, ...], constraints: tuple[str, ...] = ()) -> str:
+    lines = [LAYOUT_VERSION, PYTHON_VERSION, *PLATFORMS, *requirements, "", *constraints]
+    text = "\n".join(lines)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -117,20 +168,22 @@ def cache_root() -> Path:
     return Path(base) / "certplane" / "lambda-deps"
 
 
-def build_cached(requirements: tuple[str, ...]) -> Path:
+def build_cached(requirements: tuple[str, ...], constraints: tuple[str, ...] = ()) -> Path:
     """The installed packages (a folder holding `python/`), built once per hash.
 
     pip writes into a private temporary folder that is renamed into place when complete, so
     parallel synths (pytest -n) may race: the loser discards its copy and uses the winner's.
     """
-    final = cache_root() / assets_hash(requirements)
+    final = cache_root() / assets_hash(requirements, constraints)
     if (final / "python").is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
     try:
+        pinned = staging / "constraints.txt"
+        pinned.write_text("".join(f"{line}\n" for line in constraints))
         result = subprocess.run(
-            pip_arguments(requirements, staging / "python"),
+            pip_arguments(requirements, staging / "python", pinned),
             capture_output=True,
             text=True,
             check=False,
@@ -141,6 +194,7 @@ def build_cached(requirements: tuple[str, ...]) -> Path:
                 f"{result.stdout}{result.stderr}"
             )
         shutil.rmtree(staging / "python" / "bin", ignore_errors=True)  # console scripts
+        pinned.unlink()
         try:
             os.rename(staging, final)
         except OSError:
@@ -163,27 +217,28 @@ def _link_or_copy(source: str, target: str) -> None:
 class LocalPipBundling:
     """CDK's local bundling hook: pip for the Lambda platform, on this machine, no docker."""
 
-    def __init__(self, requirements: tuple[str, ...]) -> None:
+    def __init__(self, requirements: tuple[str, ...], constraints: tuple[str, ...]) -> None:
         self.requirements = requirements
+        self.constraints = constraints
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
-        built = build_cached(self.requirements)
+        built = build_cached(self.requirements, self.constraints)
         shutil.copytree(built, output_dir, dirs_exist_ok=True, copy_function=_link_or_copy)
         return True
 
 
-def _stage_requirements(requirements: tuple[str, ...]) -> Path:
-    """A folder holding requirements.txt: the asset's source (and the fallback's input)."""
-    folder = (
-        Path(tempfile.gettempdir()) / f"certplane-requirements-{assets_hash(requirements)[:16]}"
-    )
-    target = folder / "requirements.txt"
-    text = "".join(f"{requirement}\n" for requirement in requirements)
-    if not target.is_file() or target.read_text() != text:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False) as staging:
-            staging.write(text)
-        os.replace(staging.name, target)
+def _stage_requirements(requirements: tuple[str, ...], constraints: tuple[str, ...]) -> Path:
+    """requirements.txt and constraints.txt: the asset's source (and the fallback's input)."""
+    digest = assets_hash(requirements, constraints)[:16]
+    folder = Path(tempfile.gettempdir()) / f"certplane-requirements-{digest}"
+    for name, lines in (("requirements.txt", requirements), ("constraints.txt", constraints)):
+        target = folder / name
+        text = "".join(f"{line}\n" for line in lines)
+        if not target.is_file() or target.read_text() != text:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=folder, delete=False) as staging:
+                staging.write(text)
+            os.replace(staging.name, target)
     return folder
 
 
@@ -193,19 +248,21 @@ class DependenciesLayer(Construct):
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
         self.requirements = runtime_requirements()
+        self.constraints = installed_constraints(self.requirements)
         platform_args = " ".join(f"--platform {tag}" for tag in PLATFORMS)
         fallback = (
             f"pip install {platform_args} --only-binary=:all: --python-version {PYTHON_VERSION}"
             " --implementation cp -t /asset-output/python -r /asset-input/requirements.txt"
+            " -c /asset-input/constraints.txt"
         )
         self.code = lambda_.Code.from_asset(
-            str(_stage_requirements(self.requirements)),
+            str(_stage_requirements(self.requirements, self.constraints)),
             asset_hash_type=AssetHashType.CUSTOM,
-            asset_hash=assets_hash(self.requirements),
+            asset_hash=assets_hash(self.requirements, self.constraints),
             bundling=BundlingOptions(
                 image=DockerImage.from_registry(FALLBACK_IMAGE),
                 command=["bash", "-c", fallback],
-                local=LocalPipBundling(self.requirements),
+                local=LocalPipBundling(self.requirements, self.constraints),
             ),
         )
         self.layer = lambda_.LayerVersion(

@@ -10,13 +10,20 @@ from __future__ import annotations
 import ast
 import json
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from cdk import dependencies_layer
-from cdk.dependencies_layer import RUNTIME_DISTRIBUTIONS, assets_hash, runtime_requirements
+from cdk.dependencies_layer import (
+    RUNTIME_DISTRIBUTIONS,
+    assets_hash,
+    installed_constraints,
+    runtime_requirements,
+)
 from tests.full_app import FullSynth, full_synth
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -97,6 +104,19 @@ def test_layer_holds_the_pinned_distributions(site: Path) -> None:
         assert (site / package / "__init__.py").is_file(), package
     assert not (site / "bin").exists()  # console scripts are useless in a layer
     assert not list(site.rglob("*.pyc"))  # bytecode of the synthesizing interpreter
+
+
+def test_layer_ships_exactly_the_versions_installed_here(site: Path) -> None:
+    # Every distribution in the layer is pinned by a constraint, at the version the tests ran
+    # with (read back from the layer's own dist-info, independently of pip's output).
+    shipped = {
+        canonicalize_name(dist.metadata["Name"]): dist.version
+        for dist in metadata.distributions(path=[str(site)])
+    }
+    constraints = dict(c.split("==") for c in installed_constraints(runtime_requirements()))
+    assert shipped == constraints
+    assert {"botocore", "pydantic-core", "cffi", "aws-xray-sdk"} <= set(shipped)
+    assert shipped["pydantic-core"] == metadata.version("pydantic-core")
 
 
 def _module_file(module: str) -> Path | None:
@@ -200,6 +220,10 @@ def test_asset_hash_moves_with_pins_only() -> None:
     assert assets_hash(requirements) == assets_hash(tuple(requirements))
     bumped = tuple(r.replace("pynamodb==6.1.0", "pynamodb==6.1.1") for r in requirements)
     assert assets_hash(bumped) != assets_hash(requirements)
+    constraints = installed_constraints(requirements)
+    moved = tuple(c.replace("urllib3==", "urllib3==0.") for c in constraints)
+    assert moved != constraints
+    assert assets_hash(requirements, moved) != assets_hash(requirements, constraints)
 
 
 def test_a_built_set_is_reused_from_the_cache(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,5 +232,6 @@ def test_a_built_set_is_reused_from_the_cache(site: Path, monkeypatch: pytest.Mo
         raise AssertionError("pip ran although the cache holds this requirement set")
 
     monkeypatch.setattr(dependencies_layer.subprocess, "run", no_pip)
-    cached = dependencies_layer.build_cached(runtime_requirements())
+    requirements = runtime_requirements()
+    cached = dependencies_layer.build_cached(requirements, installed_constraints(requirements))
     assert (cached / "python" / "cryptography").is_dir()
