@@ -49,4 +49,4 @@ synth: install $(CDK)
 	  npx --no-install cdk synth --no-notices -q $(SYNTH_ARGS)
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache .ruff_cache *.egg-info
