@@ -251,8 +251,24 @@ def workflows(
                 AwsStack(dynamodb, events, sqs, EVENT_BUS.default_name, queue_url, boto_session)
             )
             yield Workflows(sfn, machines, tap, steps.runtime().lifecycle, s3)
+            _settle(sfn)
         finally:
             undo()
+
+
+def _settle(sfn: Any) -> None:
+    """Let every execution a test left running end inside the mock (never against AWS)."""
+    deadline = time.monotonic() + EXECUTION_TIMEOUT_SECONDS
+    for machine in sfn.list_state_machines()["stateMachines"]:
+        for execution in sfn.list_executions(
+            stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"
+        )["executions"]:
+            arn = execution["executionArn"]
+            if "ApprovalIssuance" in arn or "approval" in machine["name"]:
+                sfn.stop_execution(executionArn=arn)  # waits for a person: stop it
+            while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+                assert time.monotonic() < deadline, f"{arn} still running"
+                time.sleep(0.05)
 
 
 def _types(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -666,8 +682,16 @@ def test_undecided_request_times_out_and_fails(workflows: Workflows, config_path
     )["stateMachineArn"]
     control = WorkflowControl(workflows.sfn, {APPROVAL_WORKFLOW.env_var: machine})
     approvals = Approvals(workflows.lifecycle, control)
-    item = _submitted(workflows, approvals, "gated-late")
     workflows.events()
+    item = approvals.submit(  # the timeout may strike before the token is even stored
+        IssueRequest(
+            tenant="default",
+            profile="gated",
+            csr=csr_pem(new_key("P-256"), "gated-late"),
+            requester="alice",
+            device_id="gated-late",
+        )
+    )
     execution = workflows.wait(item.execution_arn)
     assert execution["status"] == "FAILED" and execution.get("error") == "Denied"
     late = approvals.get("default", item.item_id)
