@@ -23,6 +23,7 @@ import copy
 import io
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -42,8 +43,8 @@ ACCOUNT = "123456789012"  # moto's default account
 QUALIFIER = "hnb659fds"
 BOOTSTRAP_VERSION = "21"
 SERVICE = Path(__file__).with_name("moto_service.py")
-STARTUP_SECONDS = 30
-STACK_SECONDS = 60
+STARTUP_SECONDS = 60  # hang guards for a busy CI machine, not performance checks
+STACK_SECONDS = 120
 # Resource types moto's CloudFormation has no model for (it skips them with a warning), and why
 # the smoke test can do without them. Any other type moto cannot create fails the test.
 MOTO_SKIPPED_TYPES = {
@@ -176,13 +177,9 @@ def adapt_archives(template: dict[str, Any], stack_name: str) -> list[str]:
 
 
 def service_env() -> dict[str, str]:
-    """The service's environment: fake credentials, nothing of the caller's AWS settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(FAKE_AWS_ENV)
-    for name in ("AWS_CA_BUNDLE",):
-        if name in os.environ:
-            env[name] = os.environ[name]
-    return env
+    """The moto process's environment: the basics and fake credentials, nothing else of the
+    test's (no AWS profile, no variables other tests left behind)."""
+    return {**{k: os.environ[k] for k in INHERITED if k in os.environ}, **FAKE_AWS_ENV}
 
 
 class MotoAccount:
@@ -202,7 +199,9 @@ class MotoAccount:
             text=True,
         )
         assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # "PORT <n>", or EOF if it failed to start
+        # "PORT <n>"; EOF if it failed to start; nothing at all if it hangs.
+        ready, _, _ = select.select([self.process.stdout], [], [], STARTUP_SECONDS)
+        line = self.process.stdout.readline() if ready else ""
         if not line.startswith("PORT "):
             self.stop()
             raise RuntimeError(f"moto service did not start: {(workdir / 'moto.log').read_text()}")
