@@ -90,7 +90,7 @@ CORE_TYPES = frozenset(
 )
 # Step Functions really executes; Lambda runs without docker (moto_service.py runs the handlers).
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
-# What a process standing in for a deployed function inherits from the test's environment.
+# All the moto process and stand-in processes take from the test's environment.
 INHERITED = ("PATH", "HOME", "LANG", "TZ", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "AWS_CA_BUNDLE")
 # A fake account for every client: credentials from the developer's environment never apply.
 FAKE_AWS_ENV = {
