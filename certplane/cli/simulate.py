@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -133,7 +134,10 @@ def simulate(
                 TimeElapsedColumn(),
                 console=errors,
             ) as bar:
-                task = bar.add_task("fleet", total=devices, certs=0, errors=0)
+                expected = devices
+                if duration and rate > 0:
+                    expected = min(devices, math.ceil(rate * duration))
+                task = bar.add_task("fleet", total=expected, certs=0, errors=0)
 
                 def advance(progress: Any) -> None:
                     bar.update(
