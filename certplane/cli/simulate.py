@@ -144,7 +144,7 @@ def simulate(
                         task,
                         completed=progress.devices_finished,
                         certs=len(progress.acknowledged),
-                        errors=sum(1 for e in progress.exchanges if e.error),
+                        errors=progress.errors,
                     )
 
                 results = simulation.run(advance)

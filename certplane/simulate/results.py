@@ -63,6 +63,7 @@ class RunResults:
     acknowledged: dict[str, Acknowledged] = field(default_factory=dict)
     devices_started: int = 0
     devices_finished: int = 0
+    errors: int = 0  # failed exchanges so far (for progress display without a scan)
     started_at: float = 0.0
     finished_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -70,6 +71,7 @@ class RunResults:
     def add(self, exchange: Exchange, certificate: Acknowledged | None = None) -> None:
         with self._lock:
             self.exchanges.append(exchange)
+            self.errors += exchange.error is not None
             if certificate is not None:
                 self.acknowledged[certificate.certificate_id] = certificate
 

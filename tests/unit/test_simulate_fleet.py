@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from certplane.simulate.fleet import Protocol, evenly_selected, plan_fleet
-from certplane.simulate.results import percentile
+from certplane.simulate.fleet import Operation, Protocol, evenly_selected, plan_fleet
+from certplane.simulate.results import Acknowledged, Exchange, RunResults, percentile
 
 
 def test_fractions_select_evenly_spread_devices():
@@ -42,3 +42,31 @@ def test_nearest_rank_percentiles():
     assert percentile(values, 1.0) == 100
     assert percentile([7.0], 0.99) == 7
     assert percentile([], 0.5) == 0
+
+
+def test_summary_counts_per_operation_and_errors():
+    results = RunResults()
+    results.started_at, results.finished_at = 10.0, 12.0
+    results.add(
+        Exchange(Operation.ENROLL, Protocol.EST, 0.010),
+        Acknowledged("a" * 40, "s", "d0", Protocol.EST, Operation.ENROLL),
+    )
+    results.add(
+        Exchange(Operation.RENEW, Protocol.EST, 0.030),
+        Acknowledged("b" * 40, "s", "d0", Protocol.EST, Operation.RENEW),
+    )
+    results.mark("a" * 40, "SUPERSEDED")
+    results.add(Exchange(Operation.ENROLL, Protocol.CERTIFIER, 0.020, "HTTP 503"))
+    summary = results.summary()
+    assert summary["requests"] == 3 and summary["certificates"] == 2
+    assert summary["errors"] == results.errors == 1
+    assert summary["errors_by_kind"] == {"HTTP 503": 1}
+    assert summary["certs_per_s"] == 1.0  # 2 certificates in 2 s
+    assert summary["latency_ms"]["p50"] == 20.0 and summary["latency_ms"]["max"] == 30.0
+    assert summary["operations"]["enroll.certifier"] == {
+        "requests": 1,
+        "errors": 1,
+        "latency_ms": {"p50": 20.0, "p90": 20.0, "p99": 20.0, "max": 20.0},
+    }
+    statuses = {a["certificate_id"][0]: a["expected_status"] for a in results.certificate_list()}
+    assert statuses == {"a": "SUPERSEDED", "b": "ISSUED"}
