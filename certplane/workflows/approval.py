@@ -110,12 +110,17 @@ class Approvals:
             expire_at=int((now + RETENTION).timestamp()),
         )
         item.save(condition=store.WorkflowItem.pk.does_not_exist())
-        item.execution_arn = self.control.start(
-            APPROVAL_WORKFLOW,
-            f"approval-{approval_id}",
-            {"tenant": request.tenant, "id": approval_id},
-        )
-        item.save()
+        try:
+            execution_arn = self.control.start(
+                APPROVAL_WORKFLOW,
+                f"approval-{approval_id}",
+                {"tenant": request.tenant, "id": approval_id},
+            )
+        except Exception:  # no workflow waits for it: a repeat must be able to start over
+            item.delete()
+            raise
+        # An update, not a save: the first step may already have stored its task token.
+        item.update(actions=[store.WorkflowItem.execution_arn.set(execution_arn)])
         return item
 
     def get(self, tenant: str, approval_id: str) -> store.WorkflowItem:

@@ -94,12 +94,17 @@ class BulkOperations:
             "requester": requester,
             "started": now.isoformat(),
         }
-        item.execution_arn = self.control.start(
-            BULK_WORKFLOW,
-            f"bulk-{operation_id}",
-            {"operation": operation, "selector": selector, "cursor": None},
-        )
-        item.save()
+        try:
+            execution_arn = self.control.start(
+                BULK_WORKFLOW,
+                f"bulk-{operation_id}",
+                {"operation": operation, "selector": selector, "cursor": None},
+            )
+        except Exception:  # nothing will run it: no operation shows as RUNNING forever
+            item.delete()
+            raise
+        # An update, not a save: the first page may already have been counted.
+        item.update(actions=[store.WorkflowItem.execution_arn.set(execution_arn)])
         return item
 
     def _validate(
