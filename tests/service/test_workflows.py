@@ -34,6 +34,7 @@ from certplane.dev.lambda_host import LambdaHost
 from certplane.errors import Conflict, NotFound, RequestRejected
 from certplane.inventory import CertificateRecord
 from certplane.lifecycle import IssueRequest, Lifecycle, RenewRequest
+from certplane.model import format_serial
 from certplane.resources import (
     APPROVAL_WORKFLOW,
     BULK_WORKFLOW,
@@ -565,7 +566,7 @@ def test_est_enrollment_waits_for_approval_then_the_repeat_gets_the_certificate(
     assert issued.status == 200, issued.body
     (certificate,) = pkcs7.load_der_pkcs7_certificates(base64.b64decode(issued.body))
     assert certificate.public_key() == key.public_key()
-    assert _record(format(certificate.serial_number, "x")).status == "ISSUED"
+    assert _record(format_serial(certificate.serial_number)).status == "ISSUED"
 
     other = build_csr(new_key("P-256"), "est-denied").public_bytes(serialization.Encoding.DER)
     assert client.post(b64(other), "gated/simpleenroll").status == 202
