@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
@@ -20,6 +20,9 @@ class InventoryStack(Stack):
         self.inventory_tables = {
             spec.logical_id: InventoryTable(self, spec.logical_id, spec=spec) for spec in TABLES
         }
+        for logical_id, table in self.inventory_tables.items():
+            # Operators' tools (`certplane credentials`) find the generated names here.
+            CfnOutput(self, f"{logical_id}TableName", value=table.table.table_name)
 
     @property
     def tables(self) -> dict[str, dynamodb.ITable]:

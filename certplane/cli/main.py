@@ -14,6 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from certplane.cli.client import ApiClient, ApiError, Connection
+from certplane.cli.credentials import app as credentials_app
 from certplane.cli.events import app as events_app
 from certplane.cli.simulate import simulate
 from certplane.cli.workflows import approvals_app, bulk_app, sweep
@@ -25,6 +26,7 @@ cert_app = typer.Typer(no_args_is_help=True, help="Certificates in the inventory
 app.add_typer(cert_app, name="cert")
 app.add_typer(events_app, name="events", help="Connector DLQs and event replay (AWS).")
 app.add_typer(bulk_app, name="bulk")
+app.add_typer(credentials_app, name="credentials", help="Seed credentials in AWS.")
 app.add_typer(approvals_app, name="approvals")
 app.command("sweep")(sweep)
 app.command("simulate")(simulate)
