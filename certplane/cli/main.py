@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from certplane.cli.ca import app as ca_app
 from certplane.cli.client import ApiClient, ApiError, Connection
 from certplane.cli.credentials import app as credentials_app
 from certplane.cli.events import app as events_app
@@ -27,6 +28,7 @@ app.add_typer(cert_app, name="cert")
 app.add_typer(events_app, name="events", help="Connector DLQs and event replay (AWS).")
 app.add_typer(bulk_app, name="bulk")
 app.add_typer(credentials_app, name="credentials", help="Seed credentials in AWS.")
+app.add_typer(ca_app, name="ca", help="Create CAs held in AWS KMS.")
 app.add_typer(approvals_app, name="approvals")
 app.command("sweep")(sweep)
 app.command("simulate")(simulate)
