@@ -14,7 +14,7 @@ from cdk.concurrency import concurrency_for
 from cdk.dead_letter_queue import DeadLetterQueue
 from cdk.deployed_config import DeployedConfig
 from cdk.handler_function import HandlerFunction
-from cdk.publisher_schedule import PublisherSchedule
+from cdk.schedule import PUBLISH_RATE, Schedule
 from cdk.status_bucket import StatusBucket
 from cdk.status_distribution import OcspApi, StatusDistribution
 from certplane.resources import CRL_PUBLISHER, OCSP, STATUS_BUCKET
@@ -65,10 +65,13 @@ class StatusStack(Stack):
         self.distribution = StatusDistribution(
             self, "Distribution", bucket=self.status_bucket.bucket, ocsp_api=self.ocsp_api.api
         )
-        self.schedule = PublisherSchedule(
+        self.schedule = Schedule(
             self,
             "CrlPublisherSchedule",
-            function=self.crl_publisher.function,
+            target_arn=self.crl_publisher.function.function_arn,
+            action="lambda:InvokeFunction",
+            expression=PUBLISH_RATE,
+            description="publish due CRL shards",
             dead_letter_queue=self.schedule_dlq,
         )
         CfnOutput(

@@ -12,10 +12,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk.dead_letter_queue import DeadLetterQueue
 from cdk.deployed_config import DeployedConfig
 from cdk.handler_function import HandlerFunction
+from cdk.schedule import Schedule
 from cdk.state_machine import CertplaneStateMachine
-from cdk.workflow_schedule import WorkflowSchedule
 from certplane.resources import (
     APPROVAL_WORKFLOW,
     RENEWAL_SWEEP,
@@ -63,12 +64,16 @@ class WorkflowsStack(Stack):
             )
             for spec in STATE_MACHINES
         }
-        self.sweep_schedule = WorkflowSchedule(
+        sweep = self.machines[RENEWAL_SWEEP.logical_id].state_machine
+        self.sweep_schedule = Schedule(
             self,
             "RenewalSweepSchedule",
-            state_machine=self.machines[RENEWAL_SWEEP.logical_id].state_machine,
+            target_arn=sweep.state_machine_arn,
+            action="states:StartExecution",
             expression=settings.sweep_schedule,
             description="start the renewal sweep",
+            dead_letter_queue=DeadLetterQueue(self, "RenewalSweepScheduleDlq").queue,
+            target_input={},
         )
 
     def grant_control(self, function: lambda_.Function) -> None:

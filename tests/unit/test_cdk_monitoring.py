@@ -18,7 +18,7 @@ import pytest
 from app import build_app, create_app
 from cdk.concurrency import CRL_PUBLISHER_CONCURRENCY, ENGINE_CAPS
 from cdk.deployed_config import DeployedConfig
-from cdk.publisher_schedule import DELIVERY_MAX_AGE_SECONDS, DELIVERY_RETRIES
+from cdk.schedule import DELIVERY_MAX_AGE_SECONDS, DELIVERY_RETRIES
 from certplane.config import Settings
 from certplane.events import SOURCE, DetailType
 from certplane.metrics import CERTIFICATES_ISSUED, CRL_PUBLISH_FAILURES, NAMESPACE, OLDEST_CRL_AGE

@@ -20,7 +20,7 @@ from aws_cdk.assertions import Match, Template
 
 from app import build_app, create_app
 from cdk.deployed_config import FILE_NAME, LAYER_FOLDER, PATH_IN_LAMBDA, DeployedConfig
-from cdk.publisher_schedule import PUBLISH_RATE
+from cdk.schedule import PUBLISH_RATE
 from cdk.status_distribution import OBJECT_PATHS
 from certplane import resources
 from certplane.resources import (

@@ -136,9 +136,14 @@ def test_renewal_sweep_runs_daily(synth: dict[str, Any]) -> None:
     assert props["ScheduleExpression"] == Settings.load().workflows.sweep_schedule == "rate(1 day)"
     assert props["Target"]["Arn"] == {"Ref": logical_id_of(RENEWAL_SWEEP)}
     role_id = props["Target"]["RoleArn"]["Fn::GetAtt"][0]
-    (statement,) = _statements(resources, role_id)
-    assert statement["Action"] == "states:StartExecution"
-    assert statement["Resource"] == {"Ref": logical_id_of(RENEWAL_SWEEP)}
+    dlq_id = props["Target"]["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+    assert resources[dlq_id]["Type"] == "AWS::SQS::Queue"
+    assert props["Target"]["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    start, send = _statements(resources, role_id)  # start only the sweep; failures to its DLQ
+    assert start["Action"] == "states:StartExecution"
+    assert start["Resource"] == {"Ref": logical_id_of(RENEWAL_SWEEP)}
+    assert send["Action"] == "sqs:SendMessage"
+    assert send["Resource"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
 
 
 @pytest.mark.parametrize("spec", WORKFLOW_FUNCTIONS, ids=lambda s: s.logical_id)
