@@ -12,24 +12,17 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import boto3
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
 
 from certbridge.engines.kms import KEY_SPECS, create_kms_hierarchy
 from certbridge.interface import PermanentEngineError
+from certplane.cli.options import Profile, Region, aws_session, errors, fail
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
-errors = Console(stderr=True)
-
-Region = Annotated[str | None, typer.Option(help="AWS region (else the profile's / env)")]
-Profile = Annotated[str | None, typer.Option(help="AWS profile (else the default chain)")]
 
 
-def session(region: str | None, profile: str | None) -> boto3.Session:
-    """The operator's AWS session (tests replace this)."""
-    return boto3.Session(region_name=region, profile_name=profile)
+session = aws_session  # tests replace this
 
 
 def ca_entry(ca_id: str, key_id: str, chain_pem: str, region: str | None) -> str:
@@ -67,11 +60,9 @@ def create_kms(
             tags={"certplane:ca": ca_id},
         )
     except PermanentEngineError as error:
-        errors.print(f"[red]error[/red]: {error}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(str(error)) from None
     except (ClientError, BotoCoreError) as error:
-        errors.print(f"[red]error[/red]: AWS: {error}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(f"AWS: {error}") from None
     if chain_out:
         chain_out.write_text(hierarchy.chain_pem)
     errors.print(

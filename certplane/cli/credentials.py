@@ -20,11 +20,12 @@ from pynamodb.exceptions import PynamoDBException
 from rich.console import Console
 
 from certplane.auth.credentials import PRINCIPALS_TABLE_ENV, Credential, CredentialStore
+from certplane.cli.options import Profile, Region, aws_session
+from certplane.cli.options import fail as _fail
 from certplane.resources import PRINCIPALS
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
 console = Console()
-errors = Console(stderr=True)
 
 INVENTORY_STACK = "CertplaneInventory"
 # The inventory stack exports each table's CloudFormation-generated name as <logical id>TableName.
@@ -39,18 +40,9 @@ Table = Annotated[
     ),
 ]
 Stack = Annotated[str, typer.Option(help="Inventory stack whose output names the table")]
-Region = Annotated[str | None, typer.Option(help="AWS region (else the profile's / env)")]
-Profile = Annotated[str | None, typer.Option(help="AWS profile (else the default chain)")]
 
 
-def session(region: str | None, profile: str | None) -> boto3.Session:
-    """The operator's AWS session (tests replace this)."""
-    return boto3.Session(region_name=region, profile_name=profile)
-
-
-def _fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error[/red]: {message}", highlight=False)
-    return typer.Exit(1)
+session = aws_session  # tests replace this
 
 
 def _table_from_stack(aws: boto3.Session, stack: str) -> str:

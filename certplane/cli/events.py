@@ -10,33 +10,23 @@ import json
 import os
 from typing import Annotated, Any
 
-import boto3
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 
+from certplane.cli.options import AsJson, Profile, Region, aws_session, errors
+from certplane.cli.options import fail as _fail
 from certplane.events import EVENT_BUS_DEFAULT, EVENT_BUS_ENV
 from certplane.operations import events as ops
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
 console = Console()
-errors = Console(stderr=True)
 
 Connector = Annotated[str, typer.Option(help="Connector name (its connectors entry in the config)")]
-Region = Annotated[str | None, typer.Option(help="AWS region (else the profile's / env)")]
-Profile = Annotated[str | None, typer.Option(help="AWS profile (else the default chain)")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 
-def session(region: str | None, profile: str | None) -> boto3.Session:
-    """The operator's AWS session (tests replace this)."""
-    return boto3.Session(region_name=region, profile_name=profile)
-
-
-def _fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error[/red]: {message}", highlight=False)
-    return typer.Exit(1)
+session = aws_session  # tests replace this
 
 
 def _run(action: Any) -> Any:

@@ -17,6 +17,7 @@ from certplane.cli.ca import app as ca_app
 from certplane.cli.client import ApiClient, ApiError, Connection
 from certplane.cli.credentials import app as credentials_app
 from certplane.cli.events import app as events_app
+from certplane.cli.options import AsJson, CaFile, Home, Token, Url
 from certplane.cli.simulate import simulate
 from certplane.cli.workflows import approvals_app, bulk_app, sweep
 from certplane.dev.home import default_home
@@ -34,14 +35,6 @@ app.command("sweep")(sweep)
 app.command("simulate")(simulate)
 console = Console()
 errors = Console(stderr=True)
-
-Url = Annotated[str | None, typer.Option(help="Server URL (else CERTPLANE_URL, else dev home)")]
-Token = Annotated[
-    str | None, typer.Option(help="Bearer token (else CERTPLANE_TOKEN, else dev home)")
-]
-Home = Annotated[Path | None, typer.Option(help="Dev home (else CERTPLANE_HOME, ~/.certplane/dev)")]
-CaFile = Annotated[Path | None, typer.Option(help="CA file to trust (else the dev home's root)")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 
 def _client(

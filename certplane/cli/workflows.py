@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from certplane.cli.client import ApiClient, ApiError, Connection
+from certplane.cli.options import AsJson, CaFile, Home, Token, Url
 from certplane.model import REVOCATION_REASONS
 
 bulk_app = typer.Typer(no_args_is_help=True, help="Revoke or reissue many certificates at once.")
@@ -20,11 +21,6 @@ console = Console()
 errors = Console(stderr=True)
 POLL_SECONDS = 1.0
 
-Url = Annotated[str | None, typer.Option(help="Server URL (else CERTPLANE_URL, else dev home)")]
-Token = Annotated[str | None, typer.Option(help="Bearer token (else CERTPLANE_TOKEN, dev home)")]
-Home = Annotated[Path | None, typer.Option(help="Dev home (else CERTPLANE_HOME, ~/.certplane/dev)")]
-CaFile = Annotated[Path | None, typer.Option(help="CA file to trust (else the dev home's root)")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it has finished")]
 Timeout = Annotated[float, typer.Option(help="Seconds to wait at most")]
 
