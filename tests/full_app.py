@@ -23,11 +23,16 @@ from cdk import nag_acknowledgements
 from cdk.deployed_config import DeployedConfig
 
 KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+KEY_ALIAS = "alias/certplane-issuing"
 CA_ARN = (
     "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
     "11111111-2222-3333-4444-555555555555"
 )
-EVERY_ENGINE_AND_CONNECTOR = f"""
+PIN_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:certplane/hsm-pin-AbCdEf"
+PASSPHRASE_SECRET = "certplane/acme-passphrase"
+ZONE = "Z0123456789ABC"
+# Every CA engine that runs in AWS (the engine-grant tests check the IAM each one gets).
+AWS_CAS = f"""
 [[cas]]
 id = "fleet-kms"
 engine = "kms"
@@ -38,7 +43,7 @@ key_id = "{KEY_ARN}"
 id = "fleet-kms-alias"
 engine = "kms"
 [cas.options]
-key_id = "alias/certplane-issuing"
+key_id = "{KEY_ALIAS}"
 region = "eu-west-1"
 
 [[cas]]
@@ -53,19 +58,22 @@ engine = "acme"
 [cas.options]
 directory_url = "https://acme.example/directory"
 state = "s3://certplane-acme-state/accounts/public/"
-passphrase_secret = "certplane/acme-passphrase"
+passphrase_secret = "{PASSPHRASE_SECRET}"
 challenge = "dns-01"
 dns_provider = "route53"
 [cas.options.dns_provider_options]
-hosted_zone_id = "Z0123456789ABC"
+hosted_zone_id = "{ZONE}"
 
 [[cas]]
 id = "hsm"
 engine = "pkcs11"
 [cas.options]
 module = "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so"
-pin_secret = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:certplane/hsm-pin-AbCdEf"
-
+pin_secret = "{PIN_SECRET_ARN}"
+"""
+EVERY_ENGINE_AND_CONNECTOR = (
+    AWS_CAS
+    + """
 [[connectors]]
 name = "siem"
 tenant = "default"
@@ -81,6 +89,7 @@ type = "slack"
 secret = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:certplane/slack-AbCdEf"
 events = ["Certificate Expiring", "CA Unavailable"]
 """
+)
 
 
 @dataclass(frozen=True)

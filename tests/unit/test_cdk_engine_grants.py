@@ -25,16 +25,16 @@ from cdk.handler_function import HandlerFunction
 from certbridge.aws_session import ROLE_ENV
 from certplane.config import Settings
 from certplane.resources import FUNCTIONS, OCSP, STATUS_FUNCTIONS, WORKFLOW_FUNCTIONS
-
-KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-KEY_ALIAS = "alias/certplane-issuing"
-CA_ARN = (
-    "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/"
-    "11111111-2222-3333-4444-555555555555"
+from tests.full_app import (
+    AWS_CAS,
+    CA_ARN,
+    KEY_ALIAS,
+    KEY_ARN,
+    PASSPHRASE_SECRET,
+    PIN_SECRET_ARN,
+    ZONE,
 )
-PIN_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:certplane/hsm-pin-AbCdEf"
-PASSPHRASE_SECRET = "certplane/acme-passphrase"
-ZONE = "Z0123456789ABC"
+
 PCA_TEMPLATES = (
     "EndEntityServerAuthCertificate_APIPassthrough/V1",
     "EndEntityClientAuthCertificate_APIPassthrough/V1",
@@ -42,45 +42,6 @@ PCA_TEMPLATES = (
     "BlankEndEntityCertificate_APIPassthrough/V1",
     "BlankEndEntityCertificate_CriticalBasicConstraints_APIPassthrough/V1",
 )
-AWS_CAS = f"""
-[[cas]]
-id = "fleet-kms"
-engine = "kms"
-[cas.options]
-key_id = "{KEY_ARN}"
-
-[[cas]]
-id = "fleet-kms-alias"
-engine = "kms"
-[cas.options]
-key_id = "{KEY_ALIAS}"
-region = "eu-west-1"
-
-[[cas]]
-id = "fleet-pca"
-engine = "pca"
-[cas.options]
-ca_arn = "{CA_ARN}"
-
-[[cas]]
-id = "public-acme"
-engine = "acme"
-[cas.options]
-directory_url = "https://acme.example/directory"
-state = "s3://certplane-acme-state/accounts/public/"
-passphrase_secret = "{PASSPHRASE_SECRET}"
-challenge = "dns-01"
-dns_provider = "route53"
-[cas.options.dns_provider_options]
-hosted_zone_id = "{ZONE}"
-
-[[cas]]
-id = "hsm"
-engine = "pkcs11"
-[cas.options]
-module = "/opt/cloudhsm/lib/libcloudhsm_pkcs11.so"
-pin_secret = "{PIN_SECRET_ARN}"
-"""
 SIGNING = tuple(spec for spec in FUNCTIONS + STATUS_FUNCTIONS + WORKFLOW_FUNCTIONS if spec.signs)
 CERTBRIDGE = "CertplaneCertBridge"
 # A function that does not sign: it must get none of the engines' permissions.
