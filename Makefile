@@ -7,7 +7,7 @@ PYTEST_WORKERS ?= 2
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export POWERTOOLS_TRACE_DISABLED := 1
 
-.PHONY: install run test lint format synth clean bench
+.PHONY: install run test lint format synth deploy clean bench
 
 install: $(STAMP)
 
@@ -47,6 +47,10 @@ $(CDK): package.json package-lock.json
 synth: install $(CDK)
 	AWS_EC2_METADATA_DISABLED=true CDK_DISABLE_CLI_TELEMETRY=true NPM_CONFIG_UPDATE_NOTIFIER=false \
 	  npx --no-install cdk synth --no-notices -q $(SYNTH_ARGS)
+
+# Deploys every stack with the operator's AWS credentials (README: Deploying to AWS).
+deploy: install $(CDK)
+	CDK_DISABLE_CLI_TELEMETRY=true npx --no-install cdk deploy --all $(SYNTH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache .ruff_cache *.egg-info
