@@ -177,6 +177,17 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule(
+        lambda r: isinstance(r, s3.CfnBucket) and _path(r).startswith("CertplaneEvents/Evidence/"),
+        (
+            _ack(
+                "S1",
+                "The evidence bucket is written only by its Firehose stream and is Object-Locked; "
+                "reads by auditors belong in CloudTrail data events, which record the caller, "
+                "unlike server access logs.",
+            ),
+        ),
+    ),
+    Rule(
         lambda r: (
             isinstance(r, cloudfront.CfnDistribution) and _path(r).startswith("CertplaneStatus/")
         ),
@@ -274,6 +285,12 @@ WILDCARDS: tuple[tuple[str, frozenset[str] | None, str], ...] = (
         frozenset({"s3:GetObject", "s3:PutObject"}),
         "Objects of the status bucket only (CRL shards, CA certificates): Get/Put objects, "
         "no list, no delete, no bucket configuration.",
+    ),
+    (
+        r"Resource::<EvidenceBucket[0-9A-F]{8}\.Arn>/\*",
+        frozenset({"s3:PutObject", "s3:AbortMultipartUpload"}),
+        "Firehose adds objects under date prefixes of the evidence bucket: put and abort "
+        "uploads only, no read, no delete, no bucket configuration.",
     ),
     (
         r"Resource::\*",

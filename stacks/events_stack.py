@@ -1,4 +1,4 @@
-"""The integrations layer's backbone: the certplane event bus and its archive."""
+"""The integrations layer's backbone: the certplane bus, its archive and the evidence store."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from aws_cdk import aws_events as events
 from constructs import Construct
 
 from cdk.event_bus import CertplaneEventBus
+from cdk.evidence_store import EvidenceStore
 from certplane.resources import EVENT_BUS
 
 
@@ -18,6 +19,7 @@ class EventsStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.event_bus = CertplaneEventBus(self, EVENT_BUS.logical_id, spec=EVENT_BUS)
+        self.evidence = EvidenceStore(self, "Evidence", bus=self.bus, source=EVENT_BUS.source)
 
     @property
     def bus(self) -> events.IEventBus:

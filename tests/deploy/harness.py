@@ -14,7 +14,9 @@ behaviour is clear):
 - it rejects a whole stack when something reads an attribute of a skipped resource, so such
   readers (a dashboard reading alarm ARNs, outputs) are dropped — never CORE_TYPES
   (`drop_readers`);
-- its event archives need a short explicit name and a string pattern (`adapt_archives`).
+- its event archives need a short explicit name and a string pattern (`adapt_archives`);
+- a rule delivering to a skipped resource (the evidence stream) would fail every PutEvents on
+  the bus, so it goes too (`drop_rules_feeding`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ MOTO_SKIPPED_TYPES = {
     "AWS::ApiGateway::BasePathMapping": "custom domain with mutual TLS",
     "AWS::Cognito::UserPool": "JWT authorizer's user pool (the smoke test uses token auth)",
     "AWS::Cognito::UserPoolClient": "JWT authorizer's user pool (the smoke test uses token auth)",
+    "AWS::KinesisFirehose::DeliveryStream": "evidence stream (events to the Object-Locked bucket)",
     "AWS::S3::BucketPolicy": "TLS-only and CloudFront read statements on the status bucket",
     "AWS::SQS::QueuePolicy": "lets EventBridge and Scheduler send to dead-letter queues",
     "AWS::SNS::TopicPolicy": "lets CloudWatch publish alarms",
@@ -138,6 +141,20 @@ def drop_readers(template: dict[str, Any], missing: set[str]) -> list[str]:
         if _attribute_reads(output) & missing:
             del template["Outputs"][name]
             dropped.append(f"output {name}")
+    return dropped
+
+
+def drop_rules_feeding(template: dict[str, Any], missing: set[str]) -> list[str]:
+    """Remove event rules that depend on a resource moto will not create (their target): moto
+    would fail every PutEvents on the bus delivering to it. Returns what went."""
+    resources = template.get("Resources", {})
+    dropped = []
+    for logical_id, resource in list(resources.items()):
+        depends = resource.get("DependsOn", [])
+        depends = [depends] if isinstance(depends, str) else depends
+        if resource["Type"] == "AWS::Events::Rule" and set(depends) & missing:
+            del resources[logical_id]
+            dropped.append(f"{logical_id} ({resource['Type']})")
     return dropped
 
 
@@ -380,10 +397,15 @@ def deploy(account: MotoAccount, synth: SynthesizedApp) -> Deployment:
         synthesized = json.loads(synth.templates[name].read_text())
         template = copy.deepcopy(synthesized)
         unsupported = moto_unsupported(template)
-        adapted[name] = adapt_archives(template, name) + [
-            f"dropped {what}: reads a resource moto does not create"
-            for what in drop_readers(template, set(unsupported))
-        ]
+        feeding = drop_rules_feeding(template, set(unsupported))
+        adapted[name] = (
+            adapt_archives(template, name)
+            + [
+                f"dropped {what}: reads a resource moto does not create"
+                for what in drop_readers(template, set(unsupported))
+            ]
+            + [f"dropped {what}: delivers to a resource moto does not create" for what in feeding]
+        )
         try:
             cloudformation.create_stack(
                 StackName=name,
@@ -405,6 +427,7 @@ def deploy(account: MotoAccount, synth: SynthesizedApp) -> Deployment:
             logical_id: resource["Type"]
             for logical_id, resource in synthesized["Resources"].items()
             if logical_id not in resources[name]
+            and f"{logical_id} ({resource['Type']})" not in feeding  # reported as edits
         }
     return Deployment(account, synth, skipped, adapted, statuses, resources)
 
