@@ -81,7 +81,7 @@ class EvidenceStore(Construct):
         self.key.grant(role, "kms:GenerateDataKey", "kms:Decrypt")
 
         # Named, so the rule and its role address it by a formatted ARN (no attribute reads).
-        stream_name = f"{Stack.of(self).stack_name}-evidence"
+        self.stream_name = stream_name = f"{Stack.of(self).stack_name}-evidence"
         self.stream_arn = Stack.of(self).format_arn(
             service="firehose", resource="deliverystream", resource_name=stream_name
         )

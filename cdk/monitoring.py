@@ -175,6 +175,29 @@ class Monitoring(Construct):
         )
         self._dlq_metrics.append(depth.with_(label=label))
 
+    # -- evidence stream ------------------------------------------------------------------
+
+    def watch_evidence_stream(self, stream_name: str, max_age_seconds: int) -> None:
+        """Events older than `max_age_seconds` still waiting in Firehose: S3 delivery fails."""
+        freshness = cloudwatch.Metric(
+            namespace="AWS/Firehose",
+            metric_name="DeliveryToS3.DataFreshness",
+            dimensions_map={"DeliveryStreamName": stream_name},
+            period=PERIOD,
+            statistic="Maximum",
+        )
+        self._alarm(
+            "EvidenceDeliveryLag",
+            alarm_description="certplane: events are not reaching the evidence bucket "
+            "(see docs/operations.md#evidence-delivery)",
+            metric=freshness,
+            threshold=max_age_seconds,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
     # -- REST APIs ------------------------------------------------------------------------
 
     def watch_api(self, label: str, api: apigateway.RestApi) -> None:

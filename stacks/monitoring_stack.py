@@ -24,6 +24,7 @@ from cdk.concurrency import ISSUING_FUNCTIONS
 from cdk.dead_letter_queue import DeadLetterQueue
 from cdk.deploy_context import alarm_error_rate_percent, alarm_topic_arn
 from cdk.deployed_config import DeployedConfig
+from cdk.evidence_store import BUFFER_INTERVAL, EvidenceStore
 from cdk.monitoring import AlarmTopic, Monitoring
 from certplane.resources import CRL_PUBLISHER
 from certplane.status.crl import crl_age_alarm_seconds
@@ -121,6 +122,11 @@ class MonitoringStack(Stack):
             self.monitoring.watch_function(_label(function, functions), function)
         for queue in dead_letter_queues(watched):
             self.monitoring.watch_dead_letter_queue(_label(queue, queues), queue)
+        for stack in watched:
+            for store in (c for c in stack.node.find_all() if isinstance(c, EvidenceStore)):
+                # Three buffer intervals: a flush was retried and failed at least twice.
+                lag = 3 * int(BUFFER_INTERVAL.to_seconds())
+                self.monitoring.watch_evidence_stream(store.stream_name, lag)
         self.monitoring.finish()
         CfnOutput(
             self,

@@ -9,6 +9,8 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
+from app import build_app
+from cdk.evidence_store import BUFFER_INTERVAL
 from certplane.resources import EVENT_BUS
 from stacks.events_stack import EventsStack
 
@@ -101,3 +103,20 @@ def test_rule_sends_every_certplane_event_to_the_stream_and_nothing_else(
     (statement,) = _statements_of_role(template, role_id)
     assert sorted(statement["Action"]) == ["firehose:PutRecord", "firehose:PutRecordBatch"]
     assert json.dumps(statement["Resource"]) == arn  # the same stream, and only it
+
+
+def test_monitoring_alarms_when_events_stop_reaching_the_bucket() -> None:
+    app = cdk.App(context={"nag": False})
+    stacks = build_app(app)
+    monitoring = Template.from_stack(stacks["monitoring"]).to_json()
+    (alarm,) = [
+        r["Properties"]
+        for r in monitoring["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"].get("MetricName") == "DeliveryToS3.DataFreshness"
+    ]
+    assert alarm["Namespace"] == "AWS/Firehose"
+    stream = stacks["events"].evidence.stream_name
+    assert alarm["Dimensions"] == [{"Name": "DeliveryStreamName", "Value": stream}]
+    assert alarm["Threshold"] == 3 * BUFFER_INTERVAL.to_seconds()
+    assert alarm["AlarmActions"]  # to the alarm topic
