@@ -98,7 +98,8 @@ def _dump(value: Any) -> str:
 def _engine_triples(statement: dict[str, Any]) -> set[Triple]:
     """The (action, resource, condition) triples of a statement that belong to CA engines.
 
-    Table-key grants (kms:Decrypt... on the tables' own keys) and the status bucket grant
+    Grants on keys this app creates (kms:Decrypt... on the tables' and evidence bucket's own
+    keys; CA keys are configured ARNs) and the status bucket grant
     (s3 on a bucket of this app, a GetAtt) are the tables' and bucket's, not an engine's.
     """
     triples: set[Triple] = set()
@@ -108,8 +109,8 @@ def _engine_triples(statement: dict[str, Any]) -> set[Triple]:
             continue
         for resource in _as_list(statement["Resource"]):
             text = _dump(resource)
-            if service == "kms" and "Fn::ImportValue" in text:
-                continue  # a table's own key
+            if service == "kms" and ("Fn::ImportValue" in text or "Fn::GetAtt" in text):
+                continue  # a key this app creates (tables, evidence bucket): not a CA's
             if service == "s3" and ("Fn::GetAtt" in text or "Fn::ImportValue" in text):
                 continue  # the status bucket (its own stack's, or imported)
             triples.add((action, text, _dump(statement.get("Condition"))))
