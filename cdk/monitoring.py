@@ -114,6 +114,12 @@ class Monitoring(Construct):
         self._error_metrics: list[cloudwatch.IMetric] = []
 
     def _alarm(self, construct_id: str, **props: object) -> cloudwatch.Alarm:
+        """An alarm on `metric > threshold` (every certplane alarm), quiet without data unless
+        `treat_missing_data` says otherwise, notifying the topic on ALARM and on OK."""
+        props.setdefault(
+            "comparison_operator", cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+        )
+        props.setdefault("treat_missing_data", cloudwatch.TreatMissingData.NOT_BREACHING)
         alarm = cloudwatch.Alarm(self, construct_id, **props)  # type: ignore[arg-type]
         alarm.add_alarm_action(actions.SnsAction(self.topic))
         alarm.add_ok_action(actions.SnsAction(self.topic))
@@ -138,10 +144,8 @@ class Monitoring(Construct):
             "invocations failed (see docs/operations.md#function-errors)",
             metric=rate,
             threshold=self.error_rate_percent,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=3,
             datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self._alarm(
             f"{label}Throttles",
@@ -149,10 +153,8 @@ class Monitoring(Construct):
             "or account limit; see docs/operations.md#throttles)",
             metric=function.metric_throttles(period=PERIOD, statistic="Sum"),
             threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=3,
             datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self._error_metrics.append(errors.with_(label=label))
 
@@ -169,9 +171,7 @@ class Monitoring(Construct):
             "(see docs/operations.md#dead-letter-queues)",
             metric=depth,
             threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self._dlq_metrics.append(depth.with_(label=label))
 
@@ -192,10 +192,8 @@ class Monitoring(Construct):
             "(see docs/operations.md#evidence-delivery)",
             metric=freshness,
             threshold=max_age_seconds,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=3,
             datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
     # -- REST APIs ------------------------------------------------------------------------
@@ -209,10 +207,8 @@ class Monitoring(Construct):
             "requests answered 5XX (see docs/operations.md#api-5xx)",
             metric=server_errors,
             threshold=self.error_rate_percent / 100,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=3,
             datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
@@ -279,9 +275,7 @@ class Monitoring(Construct):
             "or failed (see docs/operations.md#engine-unavailable)",
             metric=triggered,
             threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.engine_events = log_group
         return rule
@@ -303,7 +297,6 @@ class Monitoring(Construct):
             "publisher stopped reporting (see docs/operations.md#crl-age)",
             metric=age,
             threshold=max_age_seconds,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=3,
             datapoints_to_alarm=3,
             # The publisher reports every minute: silence means it is not running.
@@ -322,10 +315,8 @@ class Monitoring(Construct):
             "(see docs/operations.md#crl-age)",
             metric=failures,
             threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=3,
             datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(

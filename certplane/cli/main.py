@@ -13,11 +13,12 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from certplane.cli.api import Api, refused, show
 from certplane.cli.ca import app as ca_app
-from certplane.cli.client import ApiClient, ApiError, Connection
+from certplane.cli.client import ApiError
 from certplane.cli.credentials import app as credentials_app
 from certplane.cli.events import app as events_app
-from certplane.cli.options import AsJson, CaFile, Home, Token, Url
+from certplane.cli.options import AsJson, CaFile, Home, Token, Url, errors
 from certplane.cli.simulate import simulate
 from certplane.cli.workflows import approvals_app, bulk_app, sweep
 from certplane.dev.home import default_home
@@ -34,45 +35,6 @@ app.add_typer(approvals_app, name="approvals")
 app.command("sweep")(sweep)
 app.command("simulate")(simulate)
 console = Console()
-errors = Console(stderr=True)
-
-
-def _client(
-    url: str | None, token: str | None, home: Path | None, ca_file: Path | None
-) -> ApiClient:
-    return ApiClient(Connection.resolve(url=url, token=token, home=home, ca_file=ca_file))
-
-
-def _fail(error: ApiError) -> typer.Exit:
-    status = f" (HTTP {error.status})" if error.status else ""
-    errors.print(f"[red]error[/red]{status}: {error.code}: {error.message}", highlight=False)
-    return typer.Exit(1)
-
-
-def _call(
-    where: tuple[str | None, str | None, Path | None, Path | None],
-    method: str,
-    path: str,
-    body: dict[str, Any] | None = None,
-    **params: Any,
-) -> dict[str, Any]:
-    """One API call; a refusal becomes a one-line message and exit status 1."""
-    try:
-        return _client(*where).request(method, path, body, **params)
-    except ApiError as error:
-        raise _fail(error) from None
-
-
-def _show(view: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps({k: v for k, v in view.items() if not k.endswith("_pem")}))
-        return
-    table = Table(show_header=False, box=None)
-    for key, value in view.items():
-        if key.endswith("_pem") or value in (None, [], {}):
-            continue
-        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
-    console.print(table)
 
 
 def _write_pem(view: dict[str, Any], out: Path) -> None:
@@ -86,7 +48,7 @@ def _deliver(view: dict[str, Any], out: Path | None, as_json: bool) -> None:
         typer.echo(json.dumps(view))
     elif out:
         errors.print(f"wrote {out}")
-        _show(view, False)
+        show(view, False)
     else:
         typer.echo((view.get("certificate_pem") or "") + (view.get("chain_pem") or ""), nl=False)
 
@@ -146,8 +108,7 @@ def cert_issue(
         "owner": owner,
         "tags": tags,
     }
-    view = _call(
-        (url, token, home, ca_file),
+    view = Api(url, token, home, ca_file)(
         "POST",
         "/v1/certificates",
         {k: v for k, v in body.items() if v is not None},
@@ -172,7 +133,7 @@ def cert_list(
 ) -> None:
     """List certificates, newest first."""
     try:
-        client = _client(url, token, home, ca_file)
+        client = Api(url, token, home, ca_file).client
         items: list[dict[str, Any]] = []
         cursor = None
         with Progress(
@@ -196,7 +157,7 @@ def cert_list(
                 if not cursor or not all_pages:
                     break
     except ApiError as error:
-        raise _fail(error) from None
+        raise refused(error) from None
     if as_json:
         typer.echo(json.dumps({"items": items, "next_cursor": cursor}))
         return
@@ -216,7 +177,7 @@ def cert_list(
 
 
 @cert_app.command("show")
-def cert_show(
+def certshow(
     reference: Annotated[str, typer.Argument(metavar="ID", help="Certificate id or serial")],
     pem: Annotated[bool, typer.Option(help="Print the certificate PEM")] = False,
     url: Url = None,
@@ -226,11 +187,11 @@ def cert_show(
     as_json: AsJson = False,
 ) -> None:
     """Show one certificate."""
-    view = _call((url, token, home, ca_file), "GET", f"/v1/certificates/{reference}")
+    view = Api(url, token, home, ca_file)("GET", f"/v1/certificates/{reference}")
     if pem:
         typer.echo(view.get("certificate_pem") or "", nl=False)
     else:
-        _show(view, as_json)
+        show(view, as_json)
 
 
 @cert_app.command("revoke")
@@ -246,13 +207,12 @@ def cert_revoke(
     as_json: AsJson = False,
 ) -> None:
     """Revoke a certificate."""
-    view = _call(
-        (url, token, home, ca_file),
+    view = Api(url, token, home, ca_file)(
         "POST",
         f"/v1/certificates/{reference}/revoke",
         {"reason": reason},
     )
-    _show(view, as_json)
+    show(view, as_json)
 
 
 @cert_app.command("renew")
@@ -278,8 +238,7 @@ def cert_renew(
         body["csr"] = csr.read_text()
     if validity_days:
         body["validity_days"] = validity_days
-    view = _call(
-        (url, token, home, ca_file),
+    view = Api(url, token, home, ca_file)(
         "POST",
         f"/v1/certificates/{reference}/renew",
         body,
@@ -297,7 +256,7 @@ def profiles(
     as_json: AsJson = False,
 ) -> None:
     """List the certificate profiles this tenant may use."""
-    items = _call((url, token, home, ca_file), "GET", "/v1/profiles")["items"]
+    items = Api(url, token, home, ca_file)("GET", "/v1/profiles")["items"]
     if as_json:
         typer.echo(json.dumps(items))
         return

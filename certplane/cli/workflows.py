@@ -4,57 +4,26 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from certplane.cli.client import ApiClient, ApiError, Connection
-from certplane.cli.options import AsJson, CaFile, Home, Token, Url
+from certplane.cli.api import Api, show
+from certplane.cli.options import AsJson, CaFile, Home, Token, Url, errors
 from certplane.model import REVOCATION_REASONS
 
 bulk_app = typer.Typer(no_args_is_help=True, help="Revoke or reissue many certificates at once.")
 approvals_app = typer.Typer(no_args_is_help=True, help="Issuance requests awaiting approval.")
 console = Console()
-errors = Console(stderr=True)
 POLL_SECONDS = 1.0
 
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it has finished")]
 Timeout = Annotated[float, typer.Option(help="Seconds to wait at most")]
 
 
-class _Api:
-    def __init__(self, url: str | None, token: str | None, home: Path | None, ca: Path | None):
-        self._where = (url, token, home, ca)
-        self._client: ApiClient | None = None
-
-    def __call__(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        try:
-            if self._client is None:
-                self._client = ApiClient(Connection.resolve(*self._where))
-            return self._client.request(method, path, body)
-        except ApiError as error:
-            status = f" (HTTP {error.status})" if error.status else ""
-            errors.print(
-                f"[red]error[/red]{status}: {error.code}: {error.message}", highlight=False
-            )
-            raise typer.Exit(1) from None
-
-
-def _print(view: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(view))
-        return
-    table = Table(show_header=False, box=None)
-    for key, value in view.items():
-        if value not in (None, [], {}):
-            table.add_row(key, value if isinstance(value, str) else json.dumps(value))
-    console.print(table)
-
-
-def _wait_bulk(api: _Api, operation: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _wait_bulk(api: Api, operation: dict[str, Any], timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while operation["status"] == "RUNNING":
         if time.monotonic() > deadline:
@@ -66,11 +35,11 @@ def _wait_bulk(api: _Api, operation: dict[str, Any], timeout: float) -> dict[str
     return operation
 
 
-def _start_bulk(api: _Api, body: dict[str, Any], wait: bool, timeout: float, as_json: bool):
+def _start_bulk(api: Api, body: dict[str, Any], wait: bool, timeout: float, as_json: bool):
     operation = api("POST", "/v1/bulk", {k: v for k, v in body.items() if v not in (None, [])})
     if wait:
         operation = _wait_bulk(api, operation, timeout)
-    _print(operation, as_json)
+    show(operation, as_json)
     if operation.get("failed"):
         raise typer.Exit(3)
 
@@ -93,7 +62,7 @@ def bulk_revoke(
 ) -> None:
     """Revoke every live certificate of a CA (compromise), a profile or some devices."""
     body = {"action": "revoke", "ca": ca, "profile": profile, "devices": device, "reason": reason}
-    _start_bulk(_Api(url, token, home, ca_file), body, wait, timeout, as_json)
+    _start_bulk(Api(url, token, home, ca_file), body, wait, timeout, as_json)
 
 
 @bulk_app.command("reissue")
@@ -111,7 +80,7 @@ def bulk_reissue(
 ) -> None:
     """Renew each certificate (same key) through its profile as configured now."""
     body = {"action": "reissue", "ca": ca, "profile": profile, "devices": device}
-    _start_bulk(_Api(url, token, home, ca_file), body, wait, timeout, as_json)
+    _start_bulk(Api(url, token, home, ca_file), body, wait, timeout, as_json)
 
 
 @bulk_app.command("status")
@@ -124,7 +93,7 @@ def bulk_status(
     as_json: AsJson = False,
 ) -> None:
     """Show a bulk operation's progress."""
-    _print(_Api(url, token, home, ca_file)("GET", f"/v1/bulk/{operation_id}"), as_json)
+    show(Api(url, token, home, ca_file)("GET", f"/v1/bulk/{operation_id}"), as_json)
 
 
 @bulk_app.command("list")
@@ -136,7 +105,7 @@ def bulk_list(
     as_json: AsJson = False,
 ) -> None:
     """List this tenant's bulk operations, newest first."""
-    items = _Api(url, token, home, ca_file)("GET", "/v1/bulk")["items"]
+    items = Api(url, token, home, ca_file)("GET", "/v1/bulk")["items"]
     if as_json:
         typer.echo(json.dumps(items))
         return
@@ -164,7 +133,7 @@ def approvals_list(
     as_json: AsJson = False,
 ) -> None:
     """List issuance requests (pending ones by default)."""
-    items = _Api(url, token, home, ca_file)("GET", f"/v1/approvals?status={status}")["items"]
+    items = Api(url, token, home, ca_file)("GET", f"/v1/approvals?status={status}")["items"]
     if as_json:
         typer.echo(json.dumps(items))
         return
@@ -181,9 +150,9 @@ def approvals_list(
     console.print(table)
 
 
-def _decide(decision: str, approval_id: str, reason: str | None, api: _Api, as_json: bool):
+def _decide(decision: str, approval_id: str, reason: str | None, api: Api, as_json: bool):
     body = {"decision": decision, **({"reason": reason} if reason else {})}
-    _print(api("POST", f"/v1/approvals/{approval_id}", body), as_json)
+    show(api("POST", f"/v1/approvals/{approval_id}", body), as_json)
 
 
 @approvals_app.command("approve")
@@ -197,7 +166,7 @@ def approvals_approve(
     as_json: AsJson = False,
 ) -> None:
     """Approve a request: the workflow issues the certificate."""
-    _decide("approve", approval_id, reason, _Api(url, token, home, ca_file), as_json)
+    _decide("approve", approval_id, reason, Api(url, token, home, ca_file), as_json)
 
 
 @approvals_app.command("deny")
@@ -211,7 +180,7 @@ def approvals_deny(
     as_json: AsJson = False,
 ) -> None:
     """Deny a request: it fails with a "Certificate Issuance Failed" event."""
-    _decide("deny", approval_id, reason, _Api(url, token, home, ca_file), as_json)
+    _decide("deny", approval_id, reason, Api(url, token, home, ca_file), as_json)
 
 
 def sweep(
@@ -224,7 +193,7 @@ def sweep(
     as_json: AsJson = False,
 ) -> None:
     """Run the renewal sweep of this tenant now (expiry notices, auto-renewal, expiry)."""
-    api = _Api(url, token, home, ca_file)
+    api = Api(url, token, home, ca_file)
     started = api("POST", "/v1/sweeps")
     view = started
     deadline = time.monotonic() + timeout
@@ -234,6 +203,6 @@ def sweep(
             raise typer.Exit(2)
         time.sleep(POLL_SECONDS)
         view = api("GET", f"/v1/sweeps/{started['name']}")
-    _print(view, as_json)
+    show(view, as_json)
     if view["status"] not in ("RUNNING", "SUCCEEDED"):
         raise typer.Exit(1)
